@@ -1,0 +1,101 @@
+"""Typed configuration: errors name the key and the file; overrides apply on top."""
+
+from __future__ import annotations
+
+import pytest
+
+from interceptor.config import ConfigError, load_config, save_resolved, to_dict
+from interceptor.schema import Config
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_demo_config_loads(demo_config):
+    assert isinstance(demo_config, Config)
+    assert demo_config.synth.videos > 0
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = write(tmp_path, "synth:\n  vidoes: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "synth.vidoes" in str(err.value) and str(path) in str(err.value)
+
+
+def test_unknown_section_names_key_and_file(tmp_path):
+    path = write(tmp_path, "sinth:\n  videos: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'sinth'") as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+
+
+def test_wrong_type_names_key_expected_type_and_value(tmp_path):
+    path = write(tmp_path, "synth:\n  videos: many\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "synth.videos" in message and "expected int" in message and "'many'" in message and str(path) in message
+
+
+def test_bool_is_not_an_int(tmp_path):
+    with pytest.raises(ConfigError, match="synth.seed: expected int"):
+        load_config(write(tmp_path, "synth:\n  seed: true\n"))
+
+
+def test_section_must_be_a_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="synth: expected mapping"):
+        load_config(write(tmp_path, "synth: 3\n"))
+
+
+def test_malformed_yaml_names_file(tmp_path):
+    path = write(tmp_path, "synth: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML") as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_overrides_apply_on_top(tmp_path):
+    path = write(tmp_path, "synth:\n  videos: 3\n  seconds: 2.0\n")
+    cfg = load_config(path, ["synth.videos=9", "synth.seconds=1e-1", "synth.seed=7"])
+    assert (cfg.synth.videos, cfg.synth.seconds, cfg.synth.seed) == (9, 0.1, 7)
+    assert isinstance(cfg.synth.seconds, float)
+
+
+def test_int_is_accepted_for_float(tmp_path):
+    assert load_config(write(tmp_path, "synth:\n  seconds: 2\n")).synth.seconds == 2.0
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("synth.vidoes=3", "unknown key 'synth.vidoes'"),
+        ("synth.videos", "expected KEY=VALUE"),
+        ("synth.videos=lots", "synth.videos: expected int, got 'lots'"),
+        ("synth.videos.count=3", "'synth.videos' is a value, not a section"),
+        ("synth..videos=3", "malformed key"),
+    ],
+)
+def test_bad_override_is_a_clear_error(tmp_path, override, message):
+    path = write(tmp_path, "synth:\n  videos: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, [override])
+    assert message in str(err.value)
+    assert override.split("=")[0] in str(err.value)
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(write(tmp_path, "synth:\n  videos: 5\n"), ["synth.seed=3"])
+    written = save_resolved(cfg, tmp_path / "run")
+    assert written.name == "config.yaml"
+    again = load_config(written)
+    assert to_dict(again) == to_dict(cfg)
+    assert not list((tmp_path / "run").glob("*.tmp"))
