@@ -1,0 +1,50 @@
+"""Classification losses: cross-entropy, focal, and class-weighted cross-entropy."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOSSES = ("ce", "focal", "weighted_ce")
+
+
+class FocalLoss(nn.Module):
+    """Focal loss (Lin et al. 2017) on 2-class logits: ``-(1 - p_t)^gamma log p_t``, optionally class-weighted."""
+
+    def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None):
+        super().__init__()
+        self.gamma = gamma
+        self.register_buffer("weight", weight, persistent=False)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        log_p = F.log_softmax(logits.float(), dim=-1)
+        log_pt = log_p.gather(1, target[:, None]).squeeze(1)
+        loss = -((1 - log_pt.exp()) ** self.gamma) * log_pt
+        if self.weight is not None:
+            loss = loss * self.weight[target]
+            return loss.sum() / self.weight[target].sum()
+        return loss.mean()
+
+
+def class_weights(counts: Sequence[int]) -> torch.Tensor:
+    """Inverse-frequency weights normalised to mean 1: ``N / (K * n_k)``."""
+    counts_t = torch.as_tensor(counts, dtype=torch.float32)
+    if (counts_t <= 0).any():
+        raise ValueError(f"class-weighted loss needs samples of every class, got counts {list(counts)}")
+    return counts_t.sum() / (len(counts_t) * counts_t)
+
+
+def build_loss(name: str, class_counts: Sequence[int] | None = None, focal_gamma: float = 2.0) -> nn.Module:
+    """The loss named by config (``train.loss``); ``weighted_ce`` takes its weights from the manifest counts."""
+    if name == "ce":
+        return nn.CrossEntropyLoss()
+    if name == "focal":
+        return FocalLoss(gamma=focal_gamma)
+    if name == "weighted_ce":
+        if class_counts is None:
+            raise ValueError("train.loss=weighted_ce needs class counts from the shard manifests")
+        return nn.CrossEntropyLoss(weight=class_weights(class_counts))
+    raise ValueError(f"train.loss: unknown loss {name!r} (choose from {', '.join(LOSSES)})")
