@@ -8,6 +8,7 @@ as ``section.key=value``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 
 @dataclass
@@ -26,7 +27,109 @@ class SynthConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Training augmentation, applied identically to every frame of a clip."""
+
+    hflip: float = 0.5  # probability of a horizontal flip
+    color_jitter: float = 0.1  # max relative change of brightness, contrast and saturation
+    crop_scale: list[float] = field(default_factory=lambda: [0.8, 1.0])  # random resized crop, area fraction
+    # Specialists that study compression and resampling: integer-offset crops only, no resizing, no
+    # re-compression. Remove a name to let recompress_prob / resample_prob / resized crops apply to it.
+    preserve_pixels: list[str] = field(default_factory=lambda: ["cm", "rr"])
+    recompress_prob: float = 0.0  # JPEG re-compression (quality 60-95) for the other specialists
+    resample_prob: float = 0.0  # down- and up-scaling by up to 2x for the other specialists
+
+
+@dataclass
+class DataConfig:
+    """The training and evaluation input pipeline over the WebDataset shards (see shards/FORMAT.md)."""
+
+    batch_size: int = 32  # micro-batch per rank
+    eval_batch_size: int = 64
+    workers: int = 4  # loader worker processes per rank
+    prefetch: int = 2  # batches prefetched per worker
+    shuffle_buffer: int = 256  # clips held per worker for shuffling
+    # Class balance: "stream" mixes one stream per class by class_mix weights (WeightedRandomSampler's
+    # equivalent); "loss" samples plainly and weights the cross-entropy by the manifests' class counts.
+    balance: Literal["stream", "loss"] = "stream"
+    class_mix: list[float] = field(default_factory=lambda: [0.5, 0.5])  # real, fake
+    # "resample": every rank and worker draws shards with replacement (never runs dry, any shard count);
+    # "partition": shards are split between ranks and workers; fewer shards than ranks x workers is an error.
+    sampling: Literal["resample", "partition"] = "resample"
+    steps_per_epoch: int = 0  # optimizer steps per epoch; 0 = the training samples / global batch
+    eval_frames: Literal["middle", "all"] = "middle"  # frame models at evaluation: the clip's middle frame, or all
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class TrainConfig:
+    """The DeepSpeed trainer (``launcher/train.py``)."""
+
+    seed: int = 0
+    epochs: int = 6
+    lr: float = 1e-4
+    min_lr_ratio: float = 0.01  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 100
+    weight_decay: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    loss: Literal["ce", "focal", "weighted_ce"] = "ce"
+    focal_gamma: float = 2.0
+    precision: Literal["auto", "fp16", "bf16", "fp32"] = "auto"  # auto: fp16 on GPU, fp32 on CPU
+    zero_stage: int = 0  # DeepSpeed ZeRO stage 0, 1 or 2
+    deepspeed_config: str = "configs/deepspeed/default.json"
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the model
+    log_every: int = 10  # optimizer steps between scalar logs
+    eval_every: int = 0  # optimizer steps between evaluations; 0 = at every epoch end only
+    checkpoint_every: int = 500  # optimizer steps between checkpoints (and one at every epoch end)
+    keep_last: int = 2  # checkpoints kept besides the best
+    selection_metric: str = "video_mean_auc"  # validation metric that picks the best model (higher is better)
+    threshold: float = 0.5  # decision threshold stored with the exported model
+    confident_min_clips: int = 11  # DFDC-winner "confident" video aggregation: min confident clips
+    sample_images: int = 8  # crops written to TensorBoard at each evaluation
+
+
+@dataclass
+class StageConfig:
+    """One curriculum stage: what to train and validate on, and how."""
+
+    id: int
+    name: str
+    train: list[str]  # shard sets relative to --shards; "{chunk}" is replaced by the chunk number (two digits)
+    val: list[str]  # validation shard sets: model selection uses these only, never a test split
+    epochs: int
+    lr: float
+    loss: Literal["ce", "focal", "weighted_ce"] = "ce"
+    chunks: list[int] = field(default_factory=list)  # run the stage once per chunk, in this order
+    init: Literal["previous", "none"] = "previous"  # start from the previous stage's best model, or from scratch
+    overrides: list[str] = field(default_factory=list)  # extra dotted overrides for this stage only
+
+
+@dataclass
+class CurriculumConfig:
+    """The training curriculum (``configs/curriculum.yaml``)."""
+
+    stages: list[StageConfig] = field(default_factory=list)
+    # Shard sets evaluated after every stage for the cross-dataset matrix (globs allowed).
+    eval_sets: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ParallelConfig:
+    """Several specialists at once (``--specialist all``): how the devices are split between them."""
+
+    devices: int = 0  # 0: the processes torchrun started, else every GPU (1 process on a CPU machine)
+    group_size: int = 0  # devices per specialist; 0: an equal share (at least 1), the rest queue
+
+
+@dataclass
 class Config:
     """The whole configuration of an Interceptor run."""
 
     synth: SynthConfig = field(default_factory=SynthConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    curriculum: str = "configs/curriculum.yaml"  # file holding the stages

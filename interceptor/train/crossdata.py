@@ -1,0 +1,73 @@
+"""The cross-dataset matrix: after each stage, its best model on every available dataset split, video level.
+
+Rows are stages, columns are the shard sets named by ``eval_sets`` in the curriculum file (globs such as
+``dfdc/chunk-*/test`` make one column). Saved as ``cross_dataset.json`` and ``cross_dataset.md`` in the
+specialist's run root.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import torch
+
+from interceptor.models.export import load_model
+from interceptor.schema import Config
+from interceptor.train.curriculum import load_curriculum
+from interceptor.train.data import DataError, InputSpec, resolve_shard_sets
+from interceptor.train.distributed import DistInfo, barrier
+from interceptor.train.evaluate import predict_clips
+from interceptor.train.trainer import StageRun
+from interceptor.utils import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+CELL_METRICS = ("video_mean_auc", "video_mean_log_loss", "video_mean_eer", "video_confident_auc", "video_mean_count")
+
+
+def update_cross_dataset(cfg: Config, run: StageRun, shards_root: Path, root: Path, dist: DistInfo) -> dict:
+    """Evaluate the stage's best model on every eval set and add its row (collective)."""
+    path = root / "cross_dataset.json"
+    matrix = json.loads(path.read_text()) if path.is_file() else {"columns": [], "rows": {}}
+    row_name = f"stage {run.stage_id}"
+    if row_name in matrix["rows"]:
+        return matrix
+    model = load_model(run.run_dir / "best", map_location="cpu").to(dist.device)
+    spec = InputSpec(model.input_kind, cfg.model.image_size, cfg.model.frames_per_clip)
+    row = {}
+    for pattern in load_curriculum(cfg).eval_sets:
+        try:
+            sets = resolve_shard_sets(shards_root, [pattern], "cross-dataset evaluation")
+        except DataError:
+            continue  # that dataset was not built: every *available* split is evaluated
+        metrics = predict_clips(model, sets, cfg.data, spec, dist).metrics(cfg.train.threshold,
+                                                                           cfg.train.confident_min_clips)
+        row[pattern] = {k: metrics[k] for k in CELL_METRICS}
+    del model
+    if dist.device.type == "cuda":
+        torch.cuda.empty_cache()
+    matrix["rows"][row_name] = row
+    matrix["columns"] += [c for c in row if c not in matrix["columns"]]
+    if dist.is_main:
+        atomic_write_json(path, matrix)
+        atomic_write_text(root / "cross_dataset.md", markdown_table(matrix))
+        log.info("%s: cross-dataset row for %s: %s", run.specialist, row_name,
+                 ", ".join(f"{c} AUC {v['video_mean_auc']:.3f}" for c, v in row.items()))
+    barrier()
+    return matrix
+
+
+def markdown_table(matrix: dict) -> str:
+    columns = matrix["columns"]
+    lines = ["Video-level ROC-AUC (mean of clip probabilities) of each stage's best model.", "",
+             "| stage | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for name, row in matrix["rows"].items():
+        cells = []
+        for column in columns:
+            auc = row.get(column, {}).get("video_mean_auc", math.nan)
+            cells.append("n/a" if auc is None or math.isnan(auc) else f"{auc:.3f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

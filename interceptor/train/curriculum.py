@@ -1,0 +1,73 @@
+"""The curriculum: stages from ``configs/curriculum.yaml`` turned into an ordered list of training runs.
+
+Each stage, and each chunk of a chunked stage (DFDC), is one run with its own run directory under the
+specialist's run root: ``stage1-ffpp/``, ``stage2-celebdf/``, ``stage4-dfdc/chunk-09/``... A run starts from
+the best model of the run before it (``init: previous``), so the chain is FF++ -> Celeb-DF -> DFDC chunk by
+chunk, in the configured chunk order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from interceptor.config import ConfigError, apply_overrides, from_dict, read_yaml, resolve_path, to_dict
+from interceptor.schema import Config, CurriculumConfig, StageConfig
+from interceptor.train.trainer import StageRun
+
+
+def load_curriculum(cfg: Config) -> CurriculumConfig:
+    path = resolve_path(cfg.curriculum)
+    curriculum = from_dict(CurriculumConfig, read_yaml(path), str(path))
+    ids = [s.id for s in curriculum.stages]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{path}: stage ids must be unique, got {ids}")
+    return curriculum
+
+
+def stage_config(cfg: Config, stage: StageConfig) -> Config:
+    """The run config of a stage: its lr, loss and epochs, then its own overrides, on top of ``cfg``."""
+    overrides = [f"train.lr={stage.lr}", f"train.loss={stage.loss}", f"train.epochs={stage.epochs}", *stage.overrides]
+    return from_dict(Config, apply_overrides(to_dict(cfg), overrides, Config), f"stage {stage.id} ({stage.name})")
+
+
+def stage_dir(stage: StageConfig) -> str:
+    return f"stage{stage.id}-{stage.name}"
+
+
+def plan_runs(cfg: Config, specialist: str, run_root: Path, stage_ids: list[int] | None = None) -> list[tuple[StageRun, Config]]:
+    """The runs of the curriculum (or of the stages in ``stage_ids``) in order, each with its config."""
+    curriculum = load_curriculum(cfg)
+    known = {s.id: s for s in curriculum.stages}
+    for sid in stage_ids or []:
+        if sid not in known:
+            raise ConfigError(f"{cfg.curriculum}: no stage {sid} (stages: {', '.join(map(str, known))})")
+    runs: list[tuple[StageRun, Config]] = []
+    previous_best: Path | None = None
+    for stage in curriculum.stages:
+        run_cfg = stage_config(cfg, stage)
+        chunks = stage.chunks or [None]
+        for chunk in chunks:
+            if chunk is None:
+                run_dir, name = run_root / stage_dir(stage), f"stage {stage.id} ({stage.name})"
+                train = stage.train
+            else:
+                run_dir = run_root / stage_dir(stage) / f"chunk-{chunk:02d}"
+                name = f"stage {stage.id} chunk {chunk:02d}"
+                train = [p.replace("{chunk}", f"{chunk:02d}") for p in stage.train]
+            init = None if stage.init == "none" and chunk in (None, chunks[0]) else previous_best
+            run = StageRun(specialist=specialist, stage_id=stage.id, name=name, run_dir=run_dir, train_sets=train,
+                           val_sets=[p.replace("{chunk}", f"{chunk:02d}") if chunk is not None else p
+                                     for p in stage.val],
+                           epochs=stage.epochs, init_from=init)
+            if stage_ids is None or stage.id in stage_ids:
+                runs.append((run, run_cfg))
+            previous_best = run_dir / "best"
+    return runs
+
+
+def check_init(run: StageRun) -> None:
+    """A run that starts from a previous model needs that model; say which run to train first."""
+    if run.init_from is not None and not (run.init_from / "model.safetensors").is_file():
+        raise ConfigError(f"{run.name} starts from the previous run's best model, but {run.init_from} does not exist: "
+                          "train the earlier stage first (or set init: none for this stage)")
+

@@ -1,0 +1,393 @@
+"""The training and evaluation input pipeline over WebDataset shards (reads only what shards/FORMAT.md says).
+
+Training streams are infinite and deterministic: each (seed, epoch, rank, worker) has its own RNG, so every
+rank runs the same number of steps whatever the shard sizes (no hang at uneven shards), and a resumed run
+replays exactly the batches of an uninterrupted one. Each batch carries its logical worker id and how many
+raw samples that worker has consumed; the trainer stores those counts in its checkpoints and a resumed
+stream skips that many raw samples per worker, before any decoding.
+
+Evaluation streams visit every sample of their shard sets exactly once, split between ranks and workers.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from interceptor.schema import DataConfig
+from interceptor.utils import read_json
+
+log = logging.getLogger(__name__)
+
+AUDIO_RATE = 16000
+
+
+class DataError(ValueError):
+    """Shard sets that cannot be used as configured; the message names the path or config key."""
+
+
+# ------------------------------------------------------------------------------------------------ shard sets
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """A directory holding ``manifest.json`` and its tar shards."""
+
+    name: str  # relative to the shards root, e.g. "ffpp/train"
+    urls: tuple[str, ...]
+    samples: int
+    class_counts: tuple[int, int]  # real, fake samples
+
+    @classmethod
+    def load(cls, root: Path, directory: Path) -> ShardSet:
+        manifest = read_json(directory / "manifest.json", "shard manifest")
+        try:
+            shards = [(directory / s["name"], int(s["samples"])) for s in manifest["shards"]]
+            counts = manifest["counts"]["label"]
+            class_counts = (int(counts.get("0", 0)), int(counts.get("1", 0)))
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(f"{directory / 'manifest.json'}: not a shard manifest ({err!r})") from None
+        missing = [str(p) for p, _ in shards if not p.is_file()]
+        if missing:
+            raise DataError(f"{directory / 'manifest.json'}: shards listed but missing: {', '.join(missing[:3])}")
+        return cls(str(directory.relative_to(root)), tuple(str(p) for p, n in shards if n > 0),
+                   sum(n for _, n in shards), class_counts)
+
+
+def resolve_shard_sets(root: str | Path, patterns: list[str], what: str) -> list[ShardSet]:
+    """Shard sets matching ``patterns`` (globs relative to ``root``); none found is an error naming them."""
+    root = Path(root)
+    sets = []
+    for pattern in patterns:
+        matches = sorted(Path(p) for p in glob.glob(str(root / pattern)) if (Path(p) / "manifest.json").is_file())
+        if not matches:
+            raise DataError(f"{what}: no shard set matches {pattern!r} under {root} (each needs a manifest.json; "
+                            "build them with `interceptor shards build`)")
+        sets.extend(ShardSet.load(root, m) for m in matches)
+    return sets
+
+
+# ------------------------------------------------------------------------------------------------ decoding
+
+
+def _label(sample: dict) -> int:
+    return int(sample["cls"])
+
+
+def video_key(sample_key: str) -> str:
+    """The unique video of a clip: its key without the ``-clipNN`` suffix (FORMAT.md)."""
+    return sample_key.rsplit("-clip", 1)[0]
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError("undecodable frame")
+    return image[..., ::-1]  # BGR -> RGB
+
+
+def _frame_names(sample: dict) -> list[str]:
+    return sorted(k for k in sample if k.startswith("f") and k.endswith((".png", ".jpg")) and k[1:3].isdigit())
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the model consumes: which keyword inputs to build, and at what size."""
+
+    kind: str  # "frame", "clip" or "clip+audio"
+    image_size: int
+    frames: int  # clip length the model expects (clips are sub-sampled or cropped to it)
+
+
+class Augmenter:
+    """Clip-consistent augmentation; pixel-preserving for the specialists in ``preserve_pixels``."""
+
+    def __init__(self, cfg, preserve_pixels: bool, image_size: int):
+        self.cfg, self.preserve, self.size = cfg, preserve_pixels, image_size
+
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        t, h, w, _ = frames.shape
+        if self.preserve:  # integer-offset crop, no interpolation
+            ch, cw = min(h, self.size), min(w, self.size)
+            y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            frames = frames[:, y:y + ch, x:x + cw]
+        else:
+            area = rng.uniform(*self.cfg.crop_scale) * h * w
+            aspect = np.exp(rng.uniform(np.log(0.9), np.log(1.1)))
+            ch = int(min(h, round(np.sqrt(area / aspect))))
+            cw = int(min(w, round(np.sqrt(area * aspect))))
+            y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            frames = frames[:, y:y + ch, x:x + cw]
+            if rng.random() < self.cfg.resample_prob:
+                factor = rng.uniform(1.0, 2.0)
+                frames = np.stack([cv2.resize(cv2.resize(f, None, fx=1 / factor, fy=1 / factor,
+                                                         interpolation=cv2.INTER_AREA), (cw, ch)) for f in frames])
+            if rng.random() < self.cfg.recompress_prob:
+                quality = int(rng.integers(60, 96))
+                frames = np.stack([cv2.imdecode(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, quality])[1],
+                                                cv2.IMREAD_UNCHANGED) for f in frames])
+        frames = resize_frames(frames, self.size)
+        if rng.random() < self.cfg.hflip:
+            frames = frames[:, :, ::-1]
+        if self.cfg.color_jitter > 0:
+            j = self.cfg.color_jitter
+            brightness, contrast, saturation = rng.uniform(1 - j, 1 + j, size=3)
+            f = frames.astype(np.float32) * brightness
+            mean = f.mean(axis=(1, 2, 3), keepdims=True)
+            f = (f - mean) * contrast + mean
+            grey = f.mean(axis=3, keepdims=True)
+            f = (f - grey) * saturation + grey
+            frames = np.clip(f + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(frames)
+
+
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """Resize (T, H, W, 3) frames to ``size`` x ``size`` (area interpolation when shrinking)."""
+    t, h, w, _ = frames.shape
+    if (h, w) == (size, size):
+        return frames
+    interp = cv2.INTER_AREA if h > size else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in frames])
+
+
+def decode_sample(sample: dict, spec: InputSpec, rng: np.random.Generator | None,
+                  augment: Augmenter | None, eval_frames: str = "middle") -> dict:
+    """Raw shard sample -> model inputs (uint8 pixels, int16 audio) plus label and video key.
+
+    ``rng`` None means evaluation: frame models see the middle frame (or every frame, ``eval_frames="all"``).
+    """
+    names = _frame_names(sample)
+    if not names:
+        raise ValueError("sample has no frames")
+    meta = json.loads(sample["json"])
+    if spec.kind == "frame":
+        if rng is not None:
+            chosen = [names[int(rng.integers(len(names)))]]
+        elif eval_frames == "all":
+            chosen = names
+        else:
+            chosen = [names[len(names) // 2]]
+    else:
+        step = max(1, len(names) // spec.frames)
+        chosen = names[::step][:spec.frames]
+        if len(chosen) < spec.frames:
+            raise ValueError(f"clip has {len(names)} frames, the model needs {spec.frames}")
+    frames = np.stack([_decode_png(sample[n]) for n in chosen])
+    frames = augment(frames, rng) if (augment is not None and rng is not None) else resize_frames(frames, spec.image_size)
+    out = {"label": _label(sample), "video": video_key(sample["__key__"]), "key": sample["__key__"],
+           "pixels": torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))}
+    if spec.kind == "clip+audio":
+        has_audio = bool(meta.get("has_audio")) and "audio.npy" in sample
+        audio = np.load(io.BytesIO(sample["audio.npy"]), allow_pickle=False) if has_audio else np.zeros(0, np.int16)
+        out["audio"] = torch.from_numpy(audio.astype(np.int16).reshape(-1))
+        out["audio_mask"] = has_audio
+    return out
+
+
+def collate(items: list[dict], spec: InputSpec) -> dict:
+    """Stack decoded samples into a batch; frame models' (B, 1, 3, H, W) become (B, 3, H, W)."""
+    batch = {"label": torch.tensor([i["label"] for i in items]), "video": [i["video"] for i in items],
+             "key": [i["key"] for i in items]}
+    pixels = torch.stack([i["pixels"] for i in items])
+    batch["pixels"] = pixels[:, 0] if spec.kind == "frame" else pixels
+    if spec.kind == "clip+audio":
+        length = max([len(i["audio"]) for i in items] + [1])
+        audio = torch.zeros(len(items), length, dtype=torch.int16)
+        for row, item in enumerate(items):
+            audio[row, :len(item["audio"])] = item["audio"]
+        batch["audio"] = audio
+        batch["audio_mask"] = torch.tensor([i["audio_mask"] for i in items])
+    return batch
+
+
+def model_inputs(batch: dict, spec: InputSpec, device: torch.device, dtype: torch.dtype = torch.float32,
+                 channels_last: bool = False) -> dict[str, torch.Tensor]:
+    """Batch -> the model's keyword inputs on ``device``: pixels become float in [0, 1] there."""
+    pixels = batch["pixels"].to(device, non_blocking=True).to(dtype).div_(255)
+    if channels_last and pixels.dim() == 4:
+        pixels = pixels.contiguous(memory_format=torch.channels_last)
+    if spec.kind == "frame":
+        return {"image": pixels}
+    inputs = {"clip": pixels}
+    if spec.kind == "clip+audio":
+        inputs["audio"] = batch["audio"].to(device, non_blocking=True).to(dtype).div_(32768)
+        inputs["audio_mask"] = batch["audio_mask"].to(device, non_blocking=True).to(dtype)
+    return inputs
+
+
+# ------------------------------------------------------------------------------------------------ streams
+
+
+def _raw_samples(urls: list[str], counters: dict) -> Iterator[dict]:
+    """Tar entries grouped into samples; unreadable tars are counted and skipped, never fatal."""
+    for url in urls:
+        try:
+            for sample in wds.tarfile_samples([{"url": url}]):
+                yield sample
+        except Exception as err:  # noqa: BLE001 - a corrupt shard must not stop training
+            counters["corrupt_shards"] += 1
+            log.warning("skipping unreadable shard %s: %s", url, err)
+
+
+def _shard_order(urls: list[str], rng: random.Random, sampling: str) -> Iterator[str]:
+    """An endless sequence of shard urls: drawn with replacement, or shuffled passes over ``urls``."""
+    if not urls:
+        return
+    while True:
+        if sampling == "resample":
+            yield rng.choice(urls)
+        else:
+            order = list(urls)
+            rng.shuffle(order)
+            yield from order
+
+
+def _class_stream(urls: list[str], label: int | None, rng: random.Random, sampling: str,
+                  counters: dict) -> Iterator[dict]:
+    """Endless samples of one class (all classes for ``label`` None) from shards in ``_shard_order``."""
+    barren = 0  # shards read since the last sample of this class
+    for url in _shard_order(urls, rng, sampling):
+        for sample in _raw_samples([url], counters):
+            try:
+                keep = label is None or _label(sample) == label
+            except (KeyError, ValueError):
+                counters["corrupt"] += 1
+                continue
+            if keep:
+                barren = -1
+                yield sample
+        barren += 1
+        if barren > 4 * len(urls) + 8:
+            which = "any class" if label is None else f"class {label}"
+            raise DataError(f"no readable samples of {which} in shards {urls[:3]}{'...' if len(urls) > 3 else ''}")
+
+
+def _shuffled(samples: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:
+    buffer: list[dict] = []
+    for sample in samples:
+        if len(buffer) < size:
+            buffer.append(sample)
+            continue
+        i = rng.randrange(size)
+        buffer[i], sample = sample, buffer[i]
+        yield sample
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+class TrainStream(IterableDataset):
+    """Endless, deterministic batches for one rank; see the module docstring."""
+
+    def __init__(self, shard_sets: list[ShardSet], cfg: DataConfig, spec: InputSpec, preserve_pixels: bool,
+                 seed: int, epoch: int, rank: int, world: int, skip: dict[int, int] | None = None,
+                 first_worker: int = 0):
+        self.urls = sorted({u for s in shard_sets for u in s.urls})
+        self.cfg, self.spec, self.seed, self.epoch, self.rank, self.world = cfg, spec, seed, epoch, rank, world
+        self.augment = Augmenter(cfg.augment, preserve_pixels, spec.image_size)
+        self.skip = dict(skip or {})
+        self.first_worker = first_worker
+        workers = max(1, cfg.workers)
+        if cfg.balance == "stream" and min(sum(s.class_counts[c] for s in shard_sets) for c in (0, 1)) == 0:
+            raise DataError(f"data.balance=stream needs real and fake samples; {', '.join(s.name for s in shard_sets)} "
+                            "have only one class")
+        if cfg.sampling == "partition" and len(self.urls) < world * workers:
+            raise DataError(
+                f"data.sampling=partition needs at least ranks x workers = {world} x {workers} = {world * workers} "
+                f"shards, found {len(self.urls)} in {', '.join(s.name for s in shard_sets)}; "
+                "use data.sampling=resample, fewer data.workers, or smaller shards")
+
+    def _worker(self) -> tuple[int, int]:
+        info = get_worker_info()
+        physical, count = (info.id, info.num_workers) if info else (0, 1)
+        # After a resume the loader restarts at worker 0; rotate so batch order matches the original run.
+        return (physical + self.first_worker) % count, count
+
+    def __iter__(self) -> Iterator[dict]:
+        worker, workers = self._worker()
+        stream_seed = (self.seed, self.epoch, self.rank, worker)
+        rng = random.Random(repr(stream_seed))
+        counters = {"corrupt": 0, "corrupt_shards": 0}
+        if self.cfg.sampling == "partition":
+            urls = self.urls[self.rank * workers + worker::self.world * workers]
+        else:
+            urls = self.urls
+        if self.cfg.balance == "stream":
+            streams = [_class_stream(urls, label, random.Random(repr((*stream_seed, label))), self.cfg.sampling,
+                                     counters) for label in (0, 1)]
+            weights = self.cfg.class_mix
+            mixed = (next(streams[rng.choices((0, 1), weights)[0]]) for _ in iter(int, 1))
+        else:
+            mixed = _class_stream(urls, None, random.Random(repr((*stream_seed, "all"))), self.cfg.sampling, counters)
+        raw = _shuffled(mixed, self.cfg.shuffle_buffer, rng)
+        consumed = 0
+        for _ in range(self.skip.get(worker, 0)):
+            next(raw)
+            consumed += 1
+        items = []
+        for sample in raw:
+            consumed += 1
+            sample_rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, consumed])
+            try:
+                items.append(decode_sample(sample, self.spec, sample_rng, self.augment))
+            except Exception as err:  # noqa: BLE001 - a corrupt sample is skipped and counted
+                counters["corrupt"] += 1
+                log.debug("skipping corrupt sample %s: %s", sample.get("__key__"), err)
+                continue
+            if len(items) == self.cfg.batch_size:
+                batch = collate(items, self.spec)
+                batch.update(worker=worker, consumed=consumed, corrupt=counters["corrupt"] + counters["corrupt_shards"])
+                yield batch
+                items = []
+
+
+class EvalStream(IterableDataset):
+    """Every sample of the shard sets exactly once, split by rank then by worker, in batches."""
+
+    def __init__(self, shard_sets: list[ShardSet], cfg: DataConfig, spec: InputSpec, rank: int, world: int):
+        self.urls = sorted({u for s in shard_sets for u in s.urls})
+        self.cfg, self.spec, self.rank, self.world = cfg, spec, rank, world
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        urls = self.urls[self.rank::self.world][worker::workers]
+        counters = {"corrupt": 0, "corrupt_shards": 0}
+        items = []
+        for sample in _raw_samples(urls, counters):
+            try:
+                items.append(decode_sample(sample, self.spec, None, None, self.cfg.eval_frames))
+            except Exception as err:  # noqa: BLE001
+                counters["corrupt"] += 1
+                log.warning("skipping corrupt sample %s: %s", sample.get("__key__"), err)
+                continue
+            if len(items) == self.cfg.eval_batch_size:
+                yield self._batch(items, counters)
+                items = []
+        if items:
+            yield self._batch(items, counters)
+
+    def _batch(self, items: list[dict], counters: dict) -> dict:
+        if self.spec.kind == "frame" and self.cfg.eval_frames == "all":
+            # Every frame becomes its own row; rows of one clip share its key and video.
+            items = [{**i, "pixels": f[None]} for i in items for f in i["pixels"]]
+        batch = collate(items, self.spec)
+        batch["corrupt"] = counters["corrupt"] + counters["corrupt_shards"]
+        return batch
+
+
+def loader(dataset: IterableDataset, cfg: DataConfig) -> DataLoader:
+    workers = max(0, cfg.workers)
+    return DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=torch.cuda.is_available(),
+                      prefetch_factor=cfg.prefetch if workers else None, persistent_workers=False)

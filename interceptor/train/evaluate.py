@@ -1,0 +1,63 @@
+"""Distributed evaluation over shard sets: clip predictions gathered from all ranks, metrics at video level.
+
+Used by the trainer (validation and model selection), by the curriculum's cross-dataset matrix, and by
+``interceptor eval``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from interceptor.metrics import clip_and_video_metrics
+from interceptor.schema import DataConfig
+from interceptor.train.data import EvalStream, InputSpec, ShardSet, loader, model_inputs, video_key
+from interceptor.train.distributed import DistInfo, all_gather_objects
+
+
+@dataclass
+class ClipPredictions:
+    """One row per clip, sorted by clip key, identical on every rank."""
+
+    keys: list[str]
+    videos: list[str]
+    labels: list[int]
+    probs: list[float]
+    samples: np.ndarray | None  # a few uint8 crops (N, 3, H, W) from rank 0, for TensorBoard
+
+    def metrics(self, threshold: float = 0.5, min_confident: int = 11) -> dict[str, float]:
+        return clip_and_video_metrics(self.videos, self.labels, self.probs, threshold,
+                                      {"min_confident": min_confident})
+
+
+@torch.no_grad()
+def predict_clips(model: nn.Module, shard_sets: list[ShardSet], data_cfg: DataConfig, spec: InputSpec,
+                  dist: DistInfo, dtype: torch.dtype = torch.float32, channels_last: bool = False,
+                  sample_images: int = 0) -> ClipPredictions:
+    """P(fake) for every clip of ``shard_sets``; each rank scores its share, the results are gathered."""
+    was_training = model.training
+    model.eval()
+    keys, labels, probs, samples = [], [], [], None
+    stream = EvalStream(shard_sets, data_cfg, spec, dist.rank, dist.world)
+    with torch.autocast(dist.device.type, dtype=dtype, enabled=dtype != torch.float32):
+        for batch in loader(stream, data_cfg):
+            inputs = model_inputs(batch, spec, dist.device, dtype, channels_last)
+            probs += torch.softmax(model(**inputs).float(), dim=-1)[:, 1].cpu().tolist()
+            keys += batch["key"]
+            labels += batch["label"].tolist()
+            if samples is None and sample_images and dist.is_main:
+                pixels = batch["pixels"] if batch["pixels"].dim() == 4 else batch["pixels"][:, 0]
+                samples = pixels[:sample_images].numpy()
+    model.train(was_training)
+    # Rows of one clip (frame models with data.eval_frames=all) average into one clip score.
+    by_key: dict[str, tuple[int, list[float]]] = {}
+    for rank_keys, rank_labels, rank_probs in all_gather_objects((keys, labels, probs)):
+        for key, label, prob in zip(rank_keys, rank_labels, rank_probs):
+            by_key.setdefault(key, (label, []))[1].append(prob)
+    ordered = sorted(by_key)
+    return ClipPredictions(keys=ordered, videos=[video_key(k) for k in ordered],
+                           labels=[by_key[k][0] for k in ordered],
+                           probs=[float(np.mean(by_key[k][1])) for k in ordered], samples=samples)

@@ -1,0 +1,130 @@
+"""``torchrun launcher/train.py``: train specialists through the curriculum, or through chosen stages.
+
+    torchrun --nproc_per_node N launcher/train.py --specialist cm [--stage 1] --config configs/demo.yaml \
+        --shards SHARDS --run-dir RUN [--resume auto] [KEY=VALUE ...]
+
+One specialist trains data-parallel on all the processes torchrun started. ``--specialist all`` (or a comma
+list) trains several at once: the processes torchrun was given (or ``parallel.devices``) are split between
+them, each specialist in its own separate torchrun job (see ``interceptor/train/parallel.py``);
+``SPEC:KEY=VALUE`` overrides apply to one specialist only.
+
+Runs go to ``RUN/<specialist>/stage<id>-<name>[/chunk-KK]``. Finished runs (``done.json``) are skipped and an
+interrupted one resumes from its latest checkpoint, so rerunning the same command continues where it stopped.
+On SIGTERM/SIGINT/SIGUSR1 every rank checkpoints, ``RUN/<specialist>/preempted.json`` is written and the
+processes exit with code 75.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from interceptor import SPECIALISTS
+from interceptor.config import ConfigError, load_config
+from interceptor.utils import atomic_write_json, setup_logging
+
+log = logging.getLogger("interceptor.train")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="launcher/train.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--specialist", required=True,
+                        help=f"one of {', '.join(SPECIALISTS)}, a comma list, or all")
+    parser.add_argument("--stage", default=None, help="stage id(s) to run, comma separated (default: all, in order)")
+    parser.add_argument("--config", default=None, help="YAML config (default: configs/demo.yaml)")
+    parser.add_argument("--shards", required=True, type=Path, help="root holding ffpp/, celebdf/, dfdc/ shard sets")
+    parser.add_argument("--run-dir", required=True, type=Path, help="run root; runs go to RUN/<specialist>/...")
+    parser.add_argument("--resume", choices=("auto", "never"), default="auto",
+                        help="auto: continue from the latest checkpoint and skip finished runs (default)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    return parser
+
+
+def train_specialist(args: argparse.Namespace, specialist: str) -> int:
+    """Train one specialist on the processes of this torchrun job (collective: every rank runs it)."""
+    from interceptor.train.crossdata import update_cross_dataset
+    from interceptor.train.curriculum import check_init, plan_runs
+    from interceptor.train.data import DataError
+    from interceptor.train.distributed import barrier, init_distributed
+    from interceptor.train.trainer import EXIT_PREEMPTED, Preempted, Trainer
+
+    cfg = load_config(args.config, args.overrides)
+    stage_ids = [int(s) for s in args.stage.split(",")] if args.stage else None
+    dist = init_distributed()
+    if not dist.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    root = args.run_dir / specialist
+    marker = root / "preempted.json"
+    runs = plan_runs(cfg, specialist, root, stage_ids)
+    if dist.is_main:
+        marker.unlink(missing_ok=True)
+    barrier()
+    try:
+        for index, (run, run_cfg) in enumerate(runs):
+            stage_ends = index + 1 == len(runs) or runs[index + 1][0].stage_id != run.stage_id
+            if args.resume == "auto" and (run.run_dir / "done.json").is_file():
+                log.info("%s: %s already finished, skipping", specialist, run.name)
+            else:
+                check_init(run)
+                log.info("%s: %s starting (%s)", specialist, run.name, run.run_dir)
+                summary = Trainer(run_cfg, run, args.shards, dist, resume=args.resume == "auto").fit()
+                log.info("%s: %s finished: best %s %.4f at step %d", specialist, run.name, summary["metric"],
+                         summary["best_metric"], summary["best_step"])
+            if stage_ends:
+                update_cross_dataset(run_cfg, run, args.shards, root, dist)
+    except Preempted as stop:
+        log.warning("%s", stop)
+        if dist.is_main:
+            atomic_write_json(marker, {"specialist": specialist, "message": str(stop), "exit_code": EXIT_PREEMPTED})
+        return EXIT_PREEMPTED
+    except DataError as err:
+        log.error("%s", err)
+        return 2
+    return 0
+
+
+def train_parallel(args: argparse.Namespace, specialists: list[str]) -> int:
+    """Supervise one torchrun job per specialist on this machine's devices."""
+    import torch
+
+    from interceptor.train.parallel import run_parallel, split_overrides
+
+    shared, specific = split_overrides(args.overrides, specialists)
+    cfg = load_config(args.config, shared)
+    under_torchrun = "LOCAL_WORLD_SIZE" in os.environ
+    if under_torchrun:
+        if int(os.environ.get("GROUP_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))) != int(os.environ["LOCAL_WORLD_SIZE"]):
+            raise ConfigError("--specialist with several specialists runs on one node; on a cluster use "
+                              "slurm/all_specialists.sh (one job per specialist)")
+        if int(os.environ.get("LOCAL_RANK", "0")) != 0:
+            return 0  # rank 0 supervises the separate per-specialist jobs on this node's devices
+        devices = int(os.environ["LOCAL_WORLD_SIZE"])
+    else:
+        devices = cfg.parallel.devices or torch.cuda.device_count() or 1
+    group = cfg.parallel.group_size or max(1, devices // len(specialists))
+    launcher_args = ["--shards", str(args.shards), "--run-dir", str(args.run_dir), "--resume", args.resume]
+    if args.config:
+        launcher_args += ["--config", str(args.config)]
+    if args.stage:
+        launcher_args += ["--stage", args.stage]
+    overrides = {spec: shared + specific[spec] for spec in specialists}
+    return run_parallel(specialists, devices, group, launcher_args, overrides, args.run_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from interceptor.train.parallel import parse_specialists
+
+    setup_logging()
+    args = build_parser().parse_args(argv)
+    try:
+        specialists = parse_specialists(args.specialist)
+        if len(specialists) > 1:
+            return train_parallel(args, specialists)
+        return train_specialist(args, specialists[0])
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,303 @@
+"""One trainer for every specialist and every curriculum stage: DeepSpeed data parallel over WebDataset shards.
+
+A :class:`StageRun` says what to train (specialist, stage, chunk, shard sets, where from); :class:`Trainer`
+runs it in its own run directory:
+
+    run_dir/config.yaml        the fully resolved config
+    run_dir/run.json           git commit, specialist, stage, world size, precision
+    run_dir/metrics.jsonl      one line per evaluation (clip and video level)
+    run_dir/tensorboard/       TensorBoard events
+    run_dir/checkpoints/       DeepSpeed checkpoints (latest, best, last k), resumable
+    run_dir/best/              the best model on validation, exported as safetensors + JSON
+    run_dir/done.json          written when the run completed
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from tqdm import tqdm
+
+from interceptor.config import save_resolved, to_dict
+from interceptor.models import build_model
+from interceptor.models.export import export_model
+from interceptor.schema import Config
+from interceptor.train.checkpoint import CheckpointManager, step_tag
+from interceptor.train.data import InputSpec, TrainStream, loader, model_inputs, resolve_shard_sets
+from interceptor.train.distributed import DistInfo, all_gather_objects, any_rank, barrier, broadcast_object
+from interceptor.train.evaluate import predict_clips
+from interceptor.train.engine import PRECISION_DTYPES, build_engine, loss_scale, resolve_precision
+from interceptor.train.losses import build_loss
+from interceptor.train.monitor import RunMonitor
+from interceptor.utils import atomic_write_json, git_commit
+
+log = logging.getLogger(__name__)
+
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed on a signal, run again to resume
+
+
+class Preempted(Exception):
+    """Raised after the checkpoint taken on SIGTERM/SIGINT/SIGUSR1 was written on every rank."""
+
+
+@dataclass
+class StageRun:
+    """One training run: a stage (or one chunk of it) for one specialist."""
+
+    specialist: str
+    stage_id: int
+    name: str  # e.g. "stage1-ffpp" or "stage4-dfdc chunk 09"
+    run_dir: Path
+    train_sets: list[str]
+    val_sets: list[str]
+    epochs: int
+    init_from: Path | None = None  # an exported model directory to start from
+
+
+class PreemptionFlag:
+    """Remembers that a termination signal arrived; the loop checkpoints at the next step boundary."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous = {}
+
+    def __enter__(self) -> PreemptionFlag:
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+class Trainer:
+    def __init__(self, cfg: Config, run: StageRun, shards_root: Path, dist: DistInfo, resume: bool = True):
+        self.cfg, self.run, self.dist, self.resume = cfg, run, dist, resume
+        self.precision = resolve_precision(cfg.train.precision, dist.device)
+        self.train_sets = resolve_shard_sets(shards_root, run.train_sets, f"{run.name}: train")
+        self.val_sets = resolve_shard_sets(shards_root, run.val_sets, f"{run.name}: val")
+        self.class_counts = tuple(sum(s.class_counts[c] for s in self.train_sets) for c in (0, 1))
+        global_batch = cfg.data.batch_size * cfg.train.grad_accum * dist.world
+        train_samples = sum(s.samples for s in self.train_sets)
+        self.steps_per_epoch = cfg.data.steps_per_epoch or max(1, math.ceil(train_samples / global_batch))
+        self.total_steps = self.steps_per_epoch * run.epochs
+        self.ckpt = CheckpointManager(run.run_dir / "checkpoints", cfg.train.keep_last, dist.is_main)
+        self.monitor: RunMonitor | None = None
+
+    # ------------------------------------------------------------------------------------------ set-up
+
+    def _build(self) -> None:
+        cfg, run = self.cfg, self.run
+        seed_everything(cfg.train.seed + self.dist.rank)
+        model = build_model(run.specialist, **to_dict(cfg.model))
+        if run.init_from is not None:
+            model.load_state_dict(load_file(str(run.init_from / "model.safetensors")), strict=True)
+            log.info("%s: starting from %s", run.name, run.init_from)
+        model.to(self.dist.device)
+        if cfg.train.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.spec = InputSpec(model.input_kind, cfg.model.image_size, cfg.model.frames_per_clip)
+        self.engine, self.optimizer, self.scheduler = build_engine(model, cfg, self.precision, self.total_steps)
+        if cfg.train.compile:
+            self.engine.compile()
+        counts = self.class_counts if cfg.train.loss == "weighted_ce" or cfg.data.balance == "loss" else None
+        loss_name = "weighted_ce" if cfg.data.balance == "loss" and cfg.train.loss == "ce" else cfg.train.loss
+        self.loss_fn = build_loss(loss_name, counts, cfg.train.focal_gamma).to(self.dist.device)
+        self.dtype = PRECISION_DTYPES[self.precision]
+
+    def _write_run_info(self) -> None:
+        if not self.dist.is_main:
+            return
+        self.run.run_dir.mkdir(parents=True, exist_ok=True)
+        save_resolved(self.cfg, self.run.run_dir)
+        atomic_write_json(self.run.run_dir / "run.json", {
+            "specialist": self.run.specialist, "stage": self.run.stage_id, "name": self.run.name,
+            "git_commit": git_commit(), "world_size": self.dist.world, "precision": self.precision,
+            "train_sets": [s.name for s in self.train_sets], "val_sets": [s.name for s in self.val_sets],
+            "class_counts": list(self.class_counts), "steps_per_epoch": self.steps_per_epoch,
+            "init_from": str(self.run.init_from) if self.run.init_from else None,
+        })
+
+    # ------------------------------------------------------------------------------------------ state
+
+    def _client_state(self) -> dict:
+        states = all_gather_objects(rng_state())
+        return {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "batches_in_epoch": self.batches_in_epoch,
+                "position": dict(self.position), "best_metric": self.best_metric, "best_step": self.best_step,
+                "rng": states, "counters": dict(self.counters)}
+
+    def _restore(self, state: dict) -> None:
+        self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
+        self.batches_in_epoch = state["batches_in_epoch"]
+        self.position = {int(k): v for k, v in state["position"].items()}
+        self.best_metric, self.best_step = state["best_metric"], state["best_step"]
+        self.counters.update(state["counters"])
+        set_rng_state(state["rng"][self.dist.rank])
+
+    def _save(self, best: bool = False) -> None:
+        step = self.engine.global_steps
+        self.ckpt.save(self.engine, step_tag(step), self._client_state(), best=best)
+        log.info("%s: checkpoint %s saved", self.run.name, step_tag(step))
+
+    # ------------------------------------------------------------------------------------------ loop
+
+    def _train_loader(self):
+        workers = max(1, self.cfg.data.workers)
+        stream = TrainStream(self.train_sets, self.cfg.data, self.spec,
+                             self.run.specialist in self.cfg.data.augment.preserve_pixels,
+                             self.cfg.train.seed, self.epoch, self.dist.rank, self.dist.world,
+                             skip=self.position, first_worker=self.batches_in_epoch % workers)
+        return iter(loader(stream, self.cfg.data))
+
+    def fit(self) -> dict:
+        """Train (resuming when a checkpoint exists); returns the best validation result."""
+        self._write_run_info()
+        self._build()
+        self.monitor = RunMonitor(self.run.run_dir, self.dist.is_main)
+        self.epoch = self.step_in_epoch = self.batches_in_epoch = 0
+        self.position: dict[int, int] = {}
+        self.best_metric, self.best_step = -math.inf, -1
+        self.counters = {"nonfinite_skipped": 0, "corrupt_samples": 0}
+        tag = self.ckpt.latest_tag() if self.resume else None
+        tag = broadcast_object(tag)
+        if tag:
+            self._restore(self.ckpt.load(self.engine, tag))
+            log.info("%s: resuming from checkpoint %s (epoch %d, step %d)", self.run.name, tag, self.epoch,
+                     self.engine.global_steps)
+        try:
+            with PreemptionFlag() as preemption:
+                self._loop(preemption)
+        finally:
+            self.monitor.close()
+        summary = {"best_metric": self.best_metric, "best_step": self.best_step,
+                   "metric": self.cfg.train.selection_metric, "steps": self.engine.global_steps}
+        if self.dist.is_main:
+            atomic_write_json(self.run.run_dir / "done.json", summary)
+        barrier()
+        return summary
+
+    def _loop(self, preemption: PreemptionFlag) -> None:
+        cfg = self.cfg
+        bar = tqdm(total=self.total_steps, initial=self.engine.global_steps, desc=self.run.name, unit="step",
+                   disable=not self.dist.is_main, dynamic_ncols=True, leave=False)
+        while self.epoch < self.run.epochs:
+            batches = self._train_loader()
+            window = {"loss": 0.0, "micro": 0, "samples": 0, "wait": 0.0, "start": time.perf_counter()}
+            while self.step_in_epoch < self.steps_per_epoch:
+                for _ in range(cfg.train.grad_accum):
+                    self._micro_step(batches, window)
+                self.step_in_epoch += 1
+                bar.update(1)
+                step = self.engine.global_steps
+                if step % cfg.train.log_every == 0:
+                    self._log_window(window, step)
+                    window = {"loss": 0.0, "micro": 0, "samples": 0, "wait": 0.0, "start": time.perf_counter()}
+                last_of_epoch = self.step_in_epoch == self.steps_per_epoch
+                if cfg.train.eval_every and step % cfg.train.eval_every == 0 and not last_of_epoch:
+                    self._evaluate_and_select()
+                elif cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0 and not last_of_epoch:
+                    self._save()
+                if any_rank(preemption.received is not None, self.dist.device):
+                    self._save()
+                    raise Preempted(f"{self.run.name}: stopped by signal at step {step}; checkpoint saved")
+            self.epoch += 1
+            self.step_in_epoch = self.batches_in_epoch = 0
+            self.position = {}
+            self._evaluate_and_select()
+        bar.close()
+
+    def _micro_step(self, batches, window: dict) -> None:
+        start = time.perf_counter()
+        batch = next(batches)
+        window["wait"] += time.perf_counter() - start
+        self.batches_in_epoch += 1
+        self.position[batch["worker"]] = batch["consumed"]
+        self.counters["corrupt_samples"] = max(self.counters["corrupt_samples"], batch["corrupt"])
+        inputs = model_inputs(batch, self.spec, self.dist.device, self.dtype, self.cfg.train.channels_last)
+        labels = batch["label"].to(self.dist.device)
+        logits = self.engine(**inputs)
+        loss = self.loss_fn(logits.float(), labels)
+        if any_rank(not torch.isfinite(loss).item(), self.dist.device):
+            self.counters["nonfinite_skipped"] += 1  # no backward, no step: the weights stay clean
+            log.warning("%s: non-finite loss at step %d skipped on all ranks", self.run.name, self.engine.global_steps)
+            return
+        self.engine.backward(loss)
+        self.engine.step()
+        window["loss"] += float(loss.item())
+        window["micro"] += 1
+        window["samples"] += len(labels)
+
+    def _log_window(self, window: dict, step: int) -> None:
+        elapsed = max(time.perf_counter() - window["start"], 1e-9)
+        rate = window["samples"] / elapsed
+        total_rate = sum(all_gather_objects(rate))
+        grad_norm = self.engine.get_global_grad_norm()
+        values = {
+            "loss": window["loss"] / max(1, window["micro"]), "lr": self.scheduler.get_last_lr()[0],
+            "loss_scale": loss_scale(self.engine), "overflow_skipped": float(self.engine.skipped_steps),
+            "grad_norm": float(grad_norm) if grad_norm is not None else math.nan,
+            "samples_per_sec_rank": rate, "samples_per_sec_total": total_rate,
+            "data_wait_fraction": window["wait"] / elapsed, **{k: float(v) for k, v in self.counters.items()},
+        }
+        self.monitor.scalars(values, step, "train")
+
+    # ------------------------------------------------------------------------------------------ evaluation
+
+    def _evaluate_and_select(self) -> None:
+        step = self.engine.global_steps
+        predictions = predict_clips(self.engine.module, self.val_sets, self.cfg.data, self.spec, self.dist, self.dtype,
+                                    self.cfg.train.channels_last, self.cfg.train.sample_images)
+        metrics = predictions.metrics(self.cfg.train.threshold, self.cfg.train.confident_min_clips)
+        value = metrics.get(self.cfg.train.selection_metric, math.nan)
+        if self.cfg.train.selection_metric not in metrics:
+            raise KeyError(f"train.selection_metric: {self.cfg.train.selection_metric!r} is not a metric "
+                           f"(choose from {', '.join(sorted(metrics))})")
+        improved = not math.isnan(value) and value > self.best_metric
+        if improved:
+            self.best_metric, self.best_step = value, step
+        record = {"step": step, "epoch": self.epoch, "split": "val", **metrics}
+        self.monitor.evaluation(record, predictions.labels, predictions.probs, predictions.samples, step, "val")
+        if self.dist.is_main:
+            log.info("%s: step %d val %s=%.4f (best %.4f at step %d)", self.run.name, step,
+                     self.cfg.train.selection_metric, value, self.best_metric, self.best_step)
+        if improved and self.dist.is_main:
+            export_model(self.engine.module, self.run.run_dir / "best", specialist=self.run.specialist,
+                         stage=self.run.stage_id, step=step, metric=self.cfg.train.selection_metric, value=value,
+                         threshold=self.cfg.train.threshold)
+        self._save(best=improved)
