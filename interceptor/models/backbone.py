@@ -37,7 +37,7 @@ class Backbone(nn.Module):
 
     Input is RGB in [0, 1]; the model's pretrained mean and std (from timm's ``pretrained_cfg``) normalise it.
     ``pretrained`` uses timm's own download; ``pretrained_path`` loads a local file instead (the classifier's
-    weights in it are ignored; any other missing or unexpected key is an error).
+    weights in it are ignored; any other missing, unexpected or mis-shaped key is an error).
     """
 
     def __init__(self, name: str, pretrained: bool = False, pretrained_path: str | Path | None = None):
@@ -58,10 +58,10 @@ class Backbone(nn.Module):
         state = read_state_dict(path)
         classifier = self.net.pretrained_cfg.get("classifier") or "classifier"
         state = {k: v for k, v in state.items() if not k.startswith(f"{classifier}.")}
-        missing, unexpected = self.net.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"{path}: weights do not fit backbone {self.name!r}: "
-                             f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+        try:
+            self.net.load_state_dict(state)
+        except RuntimeError as err:  # missing, unexpected or mis-shaped keys
+            raise ValueError(f"{path}: weights do not fit backbone {self.name!r}: {err}") from None
 
     def forward(self, image: Tensor) -> Tensor:
         features = self.net.forward_features((image - self.mean) / self.std)

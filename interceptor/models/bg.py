@@ -28,7 +28,8 @@ def context_mask(image: Tensor, margin: float) -> Tensor:
 
 
 def against_context(x: Tensor, ring: Tensor) -> Tensor:
-    """``x`` minus its mean over the context ring, per image and channel: the face measured against its scene."""
+    """``x`` minus its mean over the context ring ``(1, 1, H, W)``, per image and channel: the face measured
+    against its scene."""
     context = (x * ring).sum(dim=(-2, -1), keepdim=True) / ring.sum().clamp_min(1)
     return x - context
 
@@ -60,7 +61,7 @@ class BackgroundModule(SpecialistModule):
     @full_precision
     def signals(self, image: Tensor) -> dict[str, Tensor]:
         eps = 1 / 255
-        ring = context_mask(image, self.margin).expand(image.shape[0], -1, -1, -1)
+        ring = context_mask(image, self.margin)
         y = luma(image)
         detail = (y - self.shading(y)).abs()
         shading = self.shading(torch.log(y + eps))
@@ -68,9 +69,10 @@ class BackgroundModule(SpecialistModule):
         r, g, b = (torch.log(c + eps) for c in image.unbind(dim=1))
         chroma = torch.stack([r - g, b - g], dim=1)
         texture = torch.cat([y, detail], dim=1)
+        ring_channel = ring.expand(image.shape[0], -1, -1, -1)
         return {
-            "texture": torch.cat([texture, against_context(texture, ring), ring], dim=1),
-            "lighting": torch.cat([gradient, against_context(gradient, ring), ring], dim=1),
-            "shadow": torch.cat([shading, against_context(shading, ring), ring], dim=1),
-            "colour": torch.cat([chroma, against_context(chroma, ring), ring], dim=1),
+            "texture": torch.cat([texture, against_context(texture, ring), ring_channel], dim=1),
+            "lighting": torch.cat([gradient, against_context(gradient, ring), ring_channel], dim=1),
+            "shadow": torch.cat([shading, against_context(shading, ring), ring_channel], dim=1),
+            "colour": torch.cat([chroma, against_context(chroma, ring), ring_channel], dim=1),
         }

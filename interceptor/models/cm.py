@@ -47,14 +47,15 @@ class CompressionModule(SpecialistModule):
         self.dct = BlockDCT()
         self.register_buffer("table", torch.tensor(JPEG_LUMA_TABLE, dtype=torch.float32).reshape(1, 64, 1, 1),
                              persistent=False)
-        self.register_buffer("scales", torch.tensor(QUANT_SCALES).reshape(1, -1, 1, 1, 1), persistent=False)
+        self.register_buffer("scales", torch.tensor(QUANT_SCALES), persistent=False)
         self.register_buffer("bands", band_weights(), persistent=False)
 
     @full_precision
     def signals(self, image: Tensor) -> dict[str, Tensor]:
         y = pad_to_multiple(luma(image) * 255, 8)
         coef = self.dct(y - 128)  # (B, 64, H/8, W/8)
-        lattice = torch.cos(2 * torch.pi * coef[:, None] / (self.table[:, None] * self.scales))  # (B, S, 64, h, w)
+        steps = self.table[:, None] * self.scales.view(1, -1, 1, 1, 1)  # (1, scales, 64, 1, 1)
+        lattice = torch.cos(2 * torch.pi * coef[:, None] / steps)  # (B, scales, 64, h, w)
         zeroed = (coef.abs() < 0.5 * self.table).float()
         per_band = torch.einsum("bskhw,nk->bsnhw", torch.cat([lattice, zeroed[:, None]], dim=1), self.bands)
         dx = F.pad((y[..., :, 1:] - y[..., :, :-1]).abs(), (0, 1))

@@ -20,14 +20,16 @@ class TemporalConvBranch(nn.Module):
     def __init__(self, out_channels: int, width: int = 16):
         super().__init__()
         self.encoder = FrameEncoder(1, width)
-        self.temporal = nn.Sequential(nn.Conv3d(width, width, (3, 1, 1), padding=(1, 0, 0), bias=False),
-                                      nn.BatchNorm3d(width), nn.SiLU(inplace=True))
+        # A (3, 1) convolution over (time, pixels): 4-D weights keep the model convertible to channels_last.
+        self.temporal = nn.Sequential(nn.Conv2d(width, width, (3, 1), padding=(1, 0), bias=False),
+                                      nn.BatchNorm2d(width), nn.SiLU(inplace=True))
         self.head = ConvBranch(3 * width, out_channels, stride=2)
         self.out_channels = out_channels
 
     def forward(self, clip: Tensor) -> Tensor:
         features = self.encoder(clip).transpose(1, 2)  # (B, C, T, h, w)
-        return self.head(temporal_stats(self.temporal(features).transpose(1, 2)))
+        mixed = self.temporal(features.flatten(3)).unflatten(3, features.shape[3:])
+        return self.head(temporal_stats(mixed.transpose(1, 2)))
 
 
 class FeatureCorrelationBranch(nn.Module):
