@@ -122,6 +122,22 @@ class ParallelConfig:
 
     devices: int = 0  # 0: the processes torchrun started, else every GPU (1 process on a CPU machine)
     group_size: int = 0  # devices per specialist; 0: an equal share (at least 1), the rest queue
+class ModelConfig:
+    """The detectors (``interceptor.models.build_model``): backbone, input contract, fusion and classifier."""
+
+    backbone: str = "efficientnet_b4"  # any timm CNN; its last-stage feature map feeds the fusion
+    pretrained: bool = False  # timm's own pretrained weights (must be reachable); set true for real training
+    pretrained_path: str | None = None  # local backbone weights (.safetensors, or a .pt/.pth state dict)
+    image_size: int = 380  # side of the square face crop in pixels (any size works; this one is the default)
+    context_margin: float = 0.25  # context kept around the face box, per side, as a fraction of the box side
+    frames_per_clip: int = 8  # T: frames in a clip for TM and AV (the models accept any T >= 2)
+    clip_seconds: float = 0.64  # time a clip spans: its frames are clip_seconds / T apart
+    audio_rate: int = 16000  # AV waveform sample rate in Hz
+    backbone_frames: int = 1  # frames of a clip the backbone sees, evenly spaced, features averaged; 1 = centre
+    fusion_dim: int = 256  # common width of the backbone and specialist tokens
+    fusion_heads: int = 8  # attention heads of the fusion
+    classifier_hidden: list[int] = field(default_factory=lambda: [512, 256])  # hidden widths of the MLP head
+    dropout: float = 0.3  # dropout in the fusion and the classifier
 
 
 @dataclass
@@ -129,6 +145,7 @@ class Config:
     """The whole configuration of an Interceptor run."""
 
     synth: SynthConfig = field(default_factory=SynthConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)

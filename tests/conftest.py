@@ -37,6 +37,16 @@ def corpus_manifest(corpus) -> dict:
 
 
 @pytest.fixture(scope="session")
+def corpus_face_clips(corpus, corpus_manifest) -> dict:
+    """Every corpus video as face-crop clips cut with its ground-truth boxes (``face_crops.ClipSpec()``):
+    path -> ((clips, T, 64, 64, 3) uint8, (clips, samples) float32 16 kHz audio or None)."""
+    from face_crops import ClipSpec, video_clips
+
+    spec = ClipSpec()
+    return {path: video_clips(corpus / path, entry, spec) for path, entry in corpus_manifest.items()}
+
+
+@pytest.fixture(scope="session")
 def dfdc_sample() -> Path:
     """The two real DFDC videos shipped beside the repository; the test is skipped where they are absent."""
     if not (DFDC_SAMPLE / "dfdc_train_part_0" / "metadata.json").is_file():

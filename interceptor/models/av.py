@@ -1,0 +1,91 @@
+"""AV, audio-visual: speech that does not follow the mouth (shifted or unrelated audio)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from interceptor.models.blocks import GRID, ConvBNAct, ConvBranch, FrameEncoder, SpecialistModule, temporal_stats
+from interceptor.models.filters import LogMelSpectrogram
+from interceptor.models.registry import register_specialist
+from interceptor.schema import ModelConfig
+
+LIPS_IN_FACE_BOX = ((0.6, 1.0), (0.2, 0.8))  # rows and columns of the mouth region, as fractions of the face box
+
+
+def lip_region(clip: Tensor, margin: float) -> Tensor:
+    """The lower-middle part of the face box of (B, T, 3, H, W) crops that keep ``margin`` context per side."""
+    height, width = clip.shape[-2:]
+    (top, bottom), (left, right) = LIPS_IN_FACE_BOX
+    to_crop = lambda f, n: int(round((margin + f) / (1 + 2 * margin) * n))  # noqa: E731
+    return clip[..., to_crop(top, height):max(to_crop(bottom, height), to_crop(top, height) + 1),
+                to_crop(left, width):max(to_crop(right, width), to_crop(left, width) + 1)]
+
+
+def similarity(a: Tensor, b: Tensor, heads: int) -> Tensor:
+    """Cosine similarity of two sequences (B, T1, D) and (B, T2, D) per head: (B, heads, T1, T2)."""
+    a = F.normalize(a.unflatten(-1, (heads, -1)), dim=-1).transpose(1, 2)
+    b = F.normalize(b.unflatten(-1, (heads, -1)), dim=-1).transpose(1, 2)
+    return a @ b.transpose(-1, -2)
+
+
+@register_specialist("av")
+class AudioVisualModule(SpecialistModule):
+    """Four branches of 12 channels: 48 x 7 x 7 = 2352 features. The last three depend on the audio.
+
+    - lips: the visual stream, per-frame CNN features of the lip region, their mean, spread and maximum over
+      the clip's frames;
+    - audio: the audio stream, a CNN over the log-mel spectrogram (64 mels, 25 ms windows every 10 ms) of the
+      16 kHz waveform;
+    - sync: audio-visual correlation, the cosine similarity of every frame's lip embedding with the audio
+      embedding of every frame's time window (a (T, T) matrix per head: in sync its diagonal stands out);
+    - consistency: temporal audio consistency, the self-similarity of the audio embedding over the clip.
+
+    Where ``audio_mask`` is 0 the waveform is zeroed and the three audio branches are replaced by a learned
+    "no audio" map, so the output does not depend on the waveform and missing audio carries no signal beyond
+    that one learned constant.
+    """
+
+    input_kind = "clip+audio"
+
+    def __init__(self, config: ModelConfig, width: int = 12, embed: int = 32, heads: int = 4):
+        lip_width, audio_width = 16, 32
+        super().__init__({
+            "lips": ConvBranch(3 * lip_width, width, stride=1),
+            "audio": ConvBranch(audio_width, width, stride=1),
+            "sync": ConvBranch(heads, width, stride=1),
+            "consistency": ConvBranch(heads, width, stride=2),
+        })
+        self.margin = config.context_margin
+        self.heads = heads
+        self.lip_encoder = FrameEncoder(3, lip_width)
+        self.lip_embed = nn.Linear(lip_width, embed)
+        self.log_mel = LogMelSpectrogram(config.audio_rate)
+        self.audio_encoder = nn.Sequential(nn.BatchNorm2d(1), ConvBNAct(1, 16, 3, 2), ConvBNAct(16, audio_width, 3, 2))
+        self.audio_embed = nn.Linear(audio_width, embed)
+        audio_channels = self.out_channels - width
+        self.no_audio = nn.Parameter(torch.zeros(1, audio_channels, GRID, GRID))
+
+    def signals(self, clip: Tensor, audio: Tensor) -> dict[str, Tensor]:
+        frames = clip.shape[1]
+        lips = self.lip_encoder(lip_region(clip, self.margin))  # (B, T, C, h, w)
+        lip_sequence = self.lip_embed(lips.mean(dim=(-2, -1)))  # (B, T, E)
+        spectrum = self.audio_encoder(self.log_mel(audio))  # (B, C, mels/4, steps)
+        steps = spectrum.mean(dim=2)  # (B, C, steps)
+        audio_fine = self.audio_embed(steps.transpose(1, 2))  # (B, steps, E)
+        audio_per_frame = self.audio_embed(F.adaptive_avg_pool1d(steps, frames).transpose(1, 2))  # (B, T, E)
+        return {
+            "lips": temporal_stats(lips),
+            "audio": spectrum,
+            "sync": similarity(lip_sequence, audio_per_frame, self.heads),
+            "consistency": similarity(audio_fine, audio_fine, self.heads),
+        }
+
+    def forward(self, clip: Tensor, audio: Tensor, audio_mask: Tensor) -> Tensor:
+        present = audio_mask.reshape(-1, 1) > 0.5
+        audio = torch.where(present, audio, torch.zeros((), dtype=audio.dtype, device=audio.device))
+        maps = super().forward(clip=clip, audio=audio)
+        visual, audible = maps.split([self.branches["lips"].out_channels, self.no_audio.shape[1]], dim=1)
+        audible = torch.where(present[:, :, None, None], audible, self.no_audio.to(audible.dtype))
+        return torch.cat([visual, audible], dim=1)
