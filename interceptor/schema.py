@@ -122,6 +122,9 @@ class ParallelConfig:
 
     devices: int = 0  # 0: the processes torchrun started, else every GPU (1 process on a CPU machine)
     group_size: int = 0  # devices per specialist; 0: an equal share (at least 1), the rest queue
+
+
+@dataclass
 class ModelConfig:
     """The detectors (``interceptor.models.build_model``): backbone, input contract, fusion and classifier."""
 
