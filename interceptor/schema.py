@@ -69,7 +69,7 @@ class TrainConfig:
     epochs: int = 6
     lr: float = 1e-4
     min_lr_ratio: float = 0.01  # cosine decays to lr * min_lr_ratio
-    warmup_steps: int = 100
+    warmup_steps: int = 100  # linear warm-up, capped at a tenth of the run's optimizer steps
     weight_decay: float = 0.05
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     grad_clip: float = 1.0

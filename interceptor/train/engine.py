@@ -55,7 +55,8 @@ def build_engine(model: nn.Module, cfg: Config, precision: str, total_steps: int
 
     optimizer = create_optimizer_v2(model, "adamw", lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
                                     betas=tuple(cfg.train.betas))
-    scheduler = warmup_cosine(optimizer, cfg.train.warmup_steps, total_steps, cfg.train.min_lr_ratio)
+    warmup = min(cfg.train.warmup_steps, total_steps // 10)
+    scheduler = warmup_cosine(optimizer, warmup, total_steps, cfg.train.min_lr_ratio)
     engine, optimizer, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
                                                            config=deepspeed_config(cfg, precision))
     return engine, optimizer, scheduler

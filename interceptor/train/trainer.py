@@ -194,6 +194,7 @@ class Trainer:
         self.position: dict[int, int] = {}
         self.best_metric, self.best_step = -math.inf, -1
         self.counters = {"nonfinite_skipped": 0, "corrupt_samples": 0}
+        self.grad_norm = None
         tag = self.ckpt.latest_tag() if self.resume else None
         tag = broadcast_object(tag)
         if tag:
@@ -258,16 +259,29 @@ class Trainer:
             log.warning("%s: non-finite loss at step %d skipped on all ranks", self.run.name, self.engine.global_steps)
             return
         self.engine.backward(loss)
+        boundary = self.engine.is_gradient_accumulation_boundary()
+        if boundary and (self.engine.global_steps + 1) % self.cfg.train.log_every == 0:
+            self.grad_norm = self._grad_norm()
         self.engine.step()
         window["loss"] += float(loss.item())
         window["micro"] += 1
         window["samples"] += len(labels)
 
+    def _grad_norm(self) -> float | None:
+        """The global gradient norm before clipping, for optimizers DeepSpeed does not ask for it (fp32, ZeRO 0).
+
+        Gradients are already all-reduced at the accumulation boundary, so every rank sees the global norm.
+        """
+        if hasattr(self.engine.optimizer, "_global_grad_norm"):
+            return None  # DeepSpeed's fp16 / bf16 / ZeRO optimizers record it during step()
+        grads = [p.grad.detach().float().norm() for p in self.engine.module.parameters() if p.grad is not None]
+        return float(torch.linalg.vector_norm(torch.stack(grads))) if grads else None
+
     def _log_window(self, window: dict, step: int) -> None:
         elapsed = max(time.perf_counter() - window["start"], 1e-9)
         rate = window["samples"] / elapsed
         total_rate = sum(all_gather_objects(rate))
-        grad_norm = self.engine.get_global_grad_norm()
+        grad_norm = self.engine.get_global_grad_norm() or self.grad_norm
         values = {
             "loss": window["loss"] / max(1, window["micro"]), "lr": self.scheduler.get_last_lr()[0],
             "loss_scale": loss_scale(self.engine), "overflow_skipped": float(self.engine.skipped_steps),
