@@ -67,7 +67,8 @@ class TrainConfig:
 
     seed: int = 0
     epochs: int = 6
-    lr: float = 1e-4
+    lr: float = 1e-4  # peak learning rate (a curriculum stage sets it from its own lr)
+    lr_scale: float = 1.0  # multiplies every stage's lr (e.g. for a larger global batch, or a backbone from scratch)
     min_lr_ratio: float = 0.01  # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 100  # linear warm-up, capped at a tenth of the run's optimizer steps
     weight_decay: float = 0.05

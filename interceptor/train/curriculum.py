@@ -25,8 +25,8 @@ def load_curriculum(cfg: Config) -> CurriculumConfig:
 
 
 def stage_config(cfg: Config, stage: StageConfig) -> Config:
-    """The run config of a stage: its lr, loss and epochs, then its own overrides, on top of ``cfg``."""
-    overrides = [f"train.lr={stage.lr}", f"train.loss={stage.loss}", f"train.epochs={stage.epochs}", *stage.overrides]
+    """The run config of a stage: its lr (times ``train.lr_scale``), loss and epochs, then its own overrides."""
+    overrides = [f"train.lr={stage.lr * cfg.train.lr_scale}", f"train.loss={stage.loss}", f"train.epochs={stage.epochs}", *stage.overrides]
     return from_dict(Config, apply_overrides(to_dict(cfg), overrides, Config), f"stage {stage.id} ({stage.name})")
 
 
