@@ -34,8 +34,9 @@ class FaceTrack:
         return float(self.scores[index]) if index < len(self.scores) else math.nan
 
     def to_json(self) -> dict:
-        rows = [None if np.isnan(b).any() else [round(float(v), 2) for v in b] for b in self.boxes]
-        scores = [None if np.isnan(s) else round(float(s), 4) for s in self.scores]
+        """A JSON-able copy; floats are kept exactly, so a reloaded track crops exactly the same windows."""
+        rows = [None if np.isnan(b).any() else [float(v) for v in b] for b in self.boxes]
+        scores = [None if np.isnan(s) else float(s) for s in self.scores]
         return {"width": self.width, "height": self.height, "boxes": rows, "scores": scores}
 
     @classmethod
