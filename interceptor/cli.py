@@ -34,6 +34,74 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv(text: str | None, kind=str) -> list | None:
+    return [kind(item) for item in text.split(",") if item.strip()] if text else None
+
+
+def _shards_build(args: argparse.Namespace) -> int:
+    from interceptor.shards.build import BuildError, Task, build_shards, merge_all
+    from interceptor.shards.layouts import LayoutError
+
+    if args.merge:
+        merged, incomplete = merge_all(args.out, args.num_tasks)
+        for directory in incomplete:
+            print(f"{directory}: not all {args.num_tasks} partial manifests are there yet", file=sys.stderr)
+        print(f"merged {len(merged)} shard sets")
+        return 1 if incomplete else 0
+    if args.root is None:
+        print("error: --root is required to build", file=sys.stderr)
+        return 2
+    overrides = list(args.overrides)
+    if args.workers is not None:
+        overrides.append(f"shards.workers={args.workers}")
+    if args.compression is not None:
+        overrides.append(f"shards.ffpp_compression={args.compression}")
+    cfg = load_config(args.config, overrides)
+    try:
+        manifests = build_shards(args.dataset, args.root, args.out, cfg.shards, splits=_csv(args.split),
+                                 chunks=_csv(args.chunk, int), task=Task(args.task_index, args.num_tasks))
+    except (LayoutError, BuildError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for manifest in manifests:
+        print(manifest)
+    return 0
+
+
+def _shards_inspect(args: argparse.Namespace) -> int:
+    from interceptor.shards.inspection import inspect_shards
+
+    text, problems = inspect_shards(args.out, checksums=not args.no_checksums)
+    if text:
+        print(text)
+    for problem in problems if not text else []:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _add_shards_parser(sub) -> None:
+    shards = sub.add_parser("shards", help="build and inspect WebDataset shards (see shards/FORMAT.md)")
+    actions = shards.add_subparsers(dest="action", required=True)
+    build = actions.add_parser("build", help="turn a raw dataset layout into WebDataset shards")
+    build.add_argument("dataset", choices=["ffpp", "celebdf", "dfdc"])
+    build.add_argument("--root", help="the dataset's root directory, in its official layout")
+    build.add_argument("--out", required=True, help="output: OUT/{train,val,test}/, or OUT/chunk-KK/... for DFDC")
+    build.add_argument("--split", help="comma-separated splits to build (default: all)")
+    build.add_argument("--chunk", help="DFDC: comma-separated chunk numbers K of dfdc_train_part_K (default: all)")
+    build.add_argument("--workers", type=int, help="processes (default: shards.workers)")
+    build.add_argument("--compression", choices=["raw", "c23", "c40"], help="FF++ quality (default: c23)")
+    build.add_argument("--task-index", type=int, default=0, help="multi-node: this task's index")
+    build.add_argument("--num-tasks", type=int, default=1, help="multi-node: number of tasks")
+    build.add_argument("--merge", action="store_true",
+                       help="only merge the partial manifests of --num-tasks tasks under --out")
+    _add_config_args(build)
+    build.set_defaults(func=_shards_build)
+    inspect = actions.add_parser("inspect", help="summarise and validate built shards")
+    inspect.add_argument("out", help="a shard set, or any directory above shard sets")
+    inspect.add_argument("--no-checksums", action="store_true", help="check sizes only; read no shard")
+    inspect.set_defaults(func=_shards_inspect)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="interceptor", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,12 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo", help="output directory (default: demo)")
     _add_config_args(demo)
     demo.set_defaults(func=_demo)
+
+    _add_shards_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # KEY=VALUE overrides may follow options, which argparse alone does not accept
+        if not hasattr(args, "overrides") or any(item.startswith("-") or "=" not in item for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides += extra
     try:
         return args.func(args)
     except ConfigError as err:

@@ -20,11 +20,18 @@ def setup_logging(level: int = logging.INFO) -> None:
         logging.basicConfig(level=level, format=LOG_FORMAT, datefmt="%H:%M:%S")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds.
 
-    Readers never see a partial file: the temporary name starts with a dot and ends with ``.tmp``.
+    Readers never see a partial file: the temporary name starts with a dot and ends with ``suffix``. The file
+    gets the usual permissions (0666 less the umask), not mkstemp's private 0600.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -33,14 +40,15 @@ def atomic_path(target: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Pat
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
-def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> Path:
-    with atomic_path(target) as tmp:
+def atomic_write_bytes(target: str | os.PathLike, data: bytes, suffix: str = ".tmp") -> Path:
+    with atomic_path(target, suffix) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -48,12 +56,12 @@ def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> Path:
     return Path(target)
 
 
-def atomic_write_text(target: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(target, text.encode("utf-8"))
+def atomic_write_text(target: str | os.PathLike, text: str, suffix: str = ".tmp") -> Path:
+    return atomic_write_bytes(target, text.encode("utf-8"), suffix)
 
 
-def atomic_write_json(target: str | os.PathLike, data: Any) -> Path:
-    return atomic_write_text(target, json.dumps(data, indent=2, sort_keys=False) + "\n")
+def atomic_write_json(target: str | os.PathLike, data: Any, suffix: str = ".tmp") -> Path:
+    return atomic_write_text(target, json.dumps(data, indent=2, sort_keys=False) + "\n", suffix)
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-DFDC_SAMPLE = REPO.parent / "shared" / "data" / "dfdc_sample"
+DFDC_SAMPLE = Path(os.environ.get("INTERCEPTOR_DFDC_SAMPLE") or REPO.parent / "shared" / "data" / "dfdc_sample")
+CORPUS_DATASETS = {"ffpp": "FaceForensics++", "celebdf": "Celeb-DF-v2", "dfdc": "DFDC"}
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # test helper modules
 
@@ -48,7 +51,37 @@ def corpus_face_clips(corpus, corpus_manifest) -> dict:
 
 @pytest.fixture(scope="session")
 def dfdc_sample() -> Path:
-    """The two real DFDC videos shipped beside the repository; the test is skipped where they are absent."""
+    """The two real DFDC videos shipped beside the repository (or at $INTERCEPTOR_DFDC_SAMPLE); skipped if absent."""
     if not (DFDC_SAMPLE / "dfdc_train_part_0" / "metadata.json").is_file():
         pytest.skip(f"real DFDC sample not found at {DFDC_SAMPLE}")
     return DFDC_SAMPLE
+
+
+def _shards_stamp(corpus: Path, cfg) -> str:
+    """What the cached shards depend on: the corpus, the shards config and the builder's code."""
+    from interceptor.config import to_dict
+
+    digest = hashlib.sha256((corpus / "synth_manifest.json").read_bytes())
+    digest.update(json.dumps(to_dict(cfg), sort_keys=True).encode())
+    for source in sorted((REPO / "interceptor" / "shards").glob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def shards_root(request, corpus, demo_config) -> Path:
+    """The corpus built into shards with the demo config (Haar detector): ROOT/{ffpp,celebdf,dfdc}/.
+
+    Built once with 2 workers and reused while the corpus, the config and the builder's code are unchanged.
+    """
+    from interceptor.shards.build import build_shards
+
+    root = Path(request.config.cache.mkdir("synthetic-shards"))
+    stamp = _shards_stamp(corpus, demo_config.shards)
+    if (root / "stamp.txt").is_file() and (root / "stamp.txt").read_text() == stamp:
+        return root
+    shutil.rmtree(root)
+    for dataset, directory in CORPUS_DATASETS.items():
+        build_shards(dataset, corpus / directory, root / dataset, demo_config.shards, progress=False)
+    (root / "stamp.txt").write_text(stamp)
+    return root

@@ -1,0 +1,355 @@
+"""The shard builder: raw dataset layout in, one directory of tar shards and a manifest per shard set out.
+
+Two stages, so that the shards depend only on the videos and the settings (never on scheduling):
+
+1. **Videos**, in parallel (``workers`` processes, one video per task): each video's samples are encoded and
+   written, atomically, to a per-video file under ``<shard set>/.work/task-TTT/``. Originals (and fakes whose
+   original is not in the shard set) go first; then the fakes, which reuse their original's face track. A
+   video that gives no clip is recorded with its reason. A rerun finds these files and skips the work.
+2. **Shards**, in sorted video order: the per-video samples are packed into size-bounded tars, each written
+   under a temporary name and renamed when complete; then the manifest; then the work files are removed.
+
+Multi-node (``task``): the shard sets' videos are split deterministically between ``count`` tasks, keeping each
+original with its fakes. Each task writes ``shard-TTT-NNNNN.tar`` and a partial manifest; the last task to
+finish (or ``merge_manifests``) writes ``manifest.json``. Every temporary file carries its task's tag, so a task
+only ever cleans up its own leftovers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import shutil
+import tarfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+from tqdm import tqdm
+
+from interceptor.config import ConfigError
+from interceptor.schema import ShardsConfig
+from interceptor.shards.extract import extract_clips
+from interceptor.shards.faces import make_detector
+from interceptor.shards.layouts import ShardSetListing, VideoEntry, clips_for_split, read_layout
+from interceptor.shards.samples import (BUILDER_VERSION, add_member, atomic_tar, clip_members, group_samples,
+                                        read_members, video_key, write_shards)
+from interceptor.shards.settings import check_config, content_settings, settings_digest
+from interceptor.shards.track import FaceTrack
+from interceptor.shards.video import VideoError
+from interceptor.utils import atomic_write_json, read_json
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FORMAT = "interceptor-webdataset-shards"
+_RECORD = "video.json"  # first member of a per-video work file
+
+
+class BuildError(RuntimeError):
+    """The build cannot go on (an existing output was built with other settings, parts disagree)."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """This process's share of a multi-node build: task ``index`` of ``count``."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self):
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ValueError(f"task index {self.index} is not in 0..{self.count - 1}")
+
+    @property
+    def tmp_suffix(self) -> str:
+        return f".task{self.index:03d}.tmp"
+
+
+# ----------------------------------------------------------------------------------------------- one shard set
+
+
+class ShardSetBuild:
+    """The output directory of one shard set, as seen by one task."""
+
+    def __init__(self, out: Path, listing: ShardSetListing, task: Task, settings: dict):
+        self.listing = listing
+        self.task = task
+        self.settings = settings
+        self.digest = settings_digest(settings)
+        self.directory = out / listing.name
+        self.work = self.directory / ".work" / f"task-{task.index:03d}"
+        self.manifest = self.directory / MANIFEST
+        self.part = self.directory / f"manifest-part-{task.index:03d}-of-{task.count:03d}.json"
+        self.videos = self._share(listing.videos, task)
+        self.by_path = {v.path: v for v in self.videos}
+
+    @staticmethod
+    def _share(videos: list[VideoEntry], task: Task) -> list[VideoEntry]:
+        """This task's videos: whole groups (an original and its fakes), dealt round-robin in sorted order."""
+        groups = sorted({v.original or v.path for v in videos})
+        mine = {g for i, g in enumerate(groups) if i % task.count == task.index}
+        return [v for v in videos if (v.original or v.path) in mine]
+
+    def work_file(self, entry: VideoEntry) -> Path:
+        return self.work / f"{video_key(entry)}.tar"
+
+    def _finished(self, path: Path) -> bool:
+        if not path.is_file():
+            return False
+        if read_json(path, "shard manifest").get("settings_sha256") != self.digest:
+            raise BuildError(f"{path}: this shard set was built with other settings; remove {self.directory} or "
+                             "build into another --out")
+        return True
+
+    def is_done(self) -> bool:
+        """Whether the whole shard set, or this task's part of it, is already built with these settings."""
+        return self._finished(self.manifest) or (self.task.count > 1 and self._finished(self.part))
+
+    def prepare(self) -> None:
+        """Remove this task's temporary leftovers; drop work files made with other settings."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for stale in self.directory.glob(f".*{self.task.tmp_suffix}"):
+            stale.unlink()
+        stamp = self.work / "settings.json"
+        if self.work.is_dir() and (not stamp.is_file() or read_json(stamp).get("sha256") != self.digest):
+            log.warning("%s: discarding work files made with other settings", self.work)
+            shutil.rmtree(self.work)
+        self.work.mkdir(parents=True, exist_ok=True)
+        for stale in self.work.glob(f".*{self.task.tmp_suffix}"):
+            stale.unlink()
+        if not stamp.is_file():
+            atomic_write_json(stamp, {"sha256": self.digest}, self.task.tmp_suffix)
+
+    def records(self) -> list[dict]:
+        return [read_record(self.work_file(v)) for v in self.videos]
+
+    def pack(self) -> Path:
+        """Write this task's shards and its manifest (part), then drop the work files."""
+        records = self.records()
+        samples = (sample for v in self.videos for sample in _work_samples(self.work_file(v)))
+        task = self.task.index
+        shards = write_shards(samples, self.directory, lambda n: f"shard-{task:03d}-{n:05d}.tar",
+                              self.settings["shard_max_samples"], self.settings["shard_max_bytes"],
+                              self.task.tmp_suffix)
+        written = {s["name"] for s in shards}
+        for old in self.directory.glob(f"shard-{task:03d}-*.tar"):
+            if old.name not in written:
+                old.unlink()
+        manifest = self._manifest(records, shards)
+        target = self.manifest if self.task.count == 1 else self.part
+        atomic_write_json(target, manifest, self.task.tmp_suffix)
+        shutil.rmtree(self.work)
+        try:
+            self.work.parent.rmdir()
+        except OSError:
+            pass  # other tasks' work is still there
+        if self.task.count > 1:
+            merge_manifests(self.directory, self.task.count, self.task.tmp_suffix)
+        return target
+
+    def _manifest(self, records: list[dict], shards: list[dict]) -> dict:
+        listing = self.listing
+        reports = self.task.index == 0  # the listing's own reports go in one part only
+        built = [r for r in records if r["status"] == "ok"]
+        manifest = {
+            "format": FORMAT, "builder_version": BUILDER_VERSION, "dataset": listing.dataset,
+            "shard_set": listing.name, "split": listing.split, "chunk": listing.chunk,
+            "tasks": self.task.count,
+            "total_samples": sum(r["samples"] for r in built), "total_videos": len(built),
+            "samples_by_label": _count(built, "label", "samples"), "samples_by_method": _count(built, "method", "samples"),
+            "videos_by_label": _count(built, "label"), "videos_by_method": _count(built, "method"),
+            "clips_without_face": sum(r["clips_without_face"] for r in built),
+            "shards": shards,
+            "skipped": sorted(([*listing.skipped] if reports else []) +
+                              [{"path": r["path"], "reason": r["reason"]} for r in records if r["status"] != "ok"],
+                              key=lambda s: s["path"]),
+            "missing": listing.missing if reports else [],
+            "unlisted": listing.unlisted if reports else [],
+            "warnings": [{"path": r["path"], "message": w} for r in built for w in r["warnings"]],
+            "settings": self.settings, "settings_sha256": self.digest,
+        }
+        if self.task.count > 1:
+            manifest["task"] = self.task.index
+        return manifest
+
+
+def _count(records: list[dict], field: str, weight: str | None = None) -> dict[str, int]:
+    counts: Counter = Counter()
+    for r in records:
+        counts[str(r[field])] += r[weight] if weight else 1
+    return dict(sorted(counts.items()))
+
+
+# ----------------------------------------------------------------------------------------------- work files
+
+
+def read_record(path: Path) -> dict:
+    """The per-video record at the head of a work file."""
+    with tarfile.open(path, "r") as tar:
+        head = tar.next()
+        if head is None or head.name != _RECORD:
+            raise BuildError(f"{path}: not a shard builder work file")
+        return json.loads(tar.extractfile(head).read())
+
+
+def _work_samples(path: Path):
+    members = read_members(path)
+    next(members)  # the record
+    yield from group_samples(members)
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    entry: VideoEntry
+    root: str
+    work_file: str
+    original_work_file: str | None
+    num_clips: int
+    cfg: ShardsConfig
+    tmp_suffix: str
+
+
+def process_video(job: VideoJob) -> dict:
+    """Extract, encode and store one video's samples (or why it has none); returns its record."""
+    entry, cfg = job.entry, job.cfg
+    record = {"path": entry.path, "label": entry.label, "method": entry.method}
+    boxes = None
+    if job.original_work_file:
+        original = read_record(Path(job.original_work_file))
+        boxes = FaceTrack.from_json(original["track"]) if original["status"] == "ok" else None
+    members = []
+    try:
+        detector = None if boxes is not None else make_detector(cfg.detector, video=entry.path)
+        video = extract_clips(Path(job.root) / entry.path, cfg, boxes, num_clips=job.num_clips, detector=detector)
+        members = [m for clip in video.clips for m in clip_members(entry, video, clip, cfg)]
+        record.update(status="ok", samples=len(video.clips), clips_without_face=video.clips_without_face,
+                      warnings=video.warnings, detector=video.detector, track=video.track.to_json())
+    except VideoError as err:
+        record.update(status="skipped", reason=str(err))
+    except ConfigError:
+        raise
+    except Exception as err:  # one bad video must not stop a build of thousands: it is reported, not dropped
+        log.exception("%s: unexpected error", entry.path)
+        record.update(status="skipped", reason=f"unexpected error: {type(err).__name__}: {err}")
+    with atomic_tar(job.work_file, job.tmp_suffix) as tar:
+        add_member(tar, _RECORD, json.dumps(record).encode("utf-8"))
+        for name, data in members:
+            add_member(tar, name, data)
+    return record
+
+
+def _init_worker() -> None:
+    cv2.setNumThreads(1)  # one video per process: no nested thread pools
+
+
+def _run_jobs(phases: list[list[VideoJob]], workers: int, progress: tqdm) -> None:
+    """Run the phases in order (fakes after the originals whose tracks they reuse), jobs in parallel."""
+    skipped = 0
+
+    def done(record: dict) -> None:
+        nonlocal skipped
+        if record["status"] != "ok":
+            skipped += 1
+            log.warning("skipped %s: %s", record["path"], record["reason"])
+        progress.update()
+        progress.set_postfix(skipped=skipped)
+
+    if workers == 1:
+        for jobs in phases:
+            for job in jobs:
+                done(process_video(job))
+        return
+    with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+        for jobs in phases:
+            for record in pool.imap_unordered(process_video, jobs):
+                done(record)
+
+
+# ----------------------------------------------------------------------------------------------- entry points
+
+
+def build_shards(dataset: str, root: str | Path, out: str | Path, cfg: ShardsConfig, *,
+                 splits: list[str] | None = None, chunks: list[int] | None = None, task: Task = Task(),
+                 progress: bool = True) -> list[Path]:
+    """Build the shard sets of ``dataset`` (``splits``/``chunks``: a selection) under ``out``.
+
+    Returns the manifests written (final or partial). Shard sets already built with the same settings are
+    skipped; work files of an interrupted build are reused.
+    """
+    check_config(cfg)
+    if cfg.detector.backend != "boxes":
+        make_detector(cfg.detector)  # a configuration error stops the build here, not in every video
+    root, out = Path(root), Path(out)
+    settings = content_settings(cfg)
+    listings = read_layout(dataset, root, cfg, chunks)
+    builds = [ShardSetBuild(out, listing, task, settings) for name, listing in sorted(listings.items())
+              if splits is None or listing.split in splits]
+    pending = []
+    for build in builds:
+        if build.is_done():
+            log.info("%s/%s is up to date", dataset, build.listing.name)
+            if task.count > 1 and not build.manifest.is_file():
+                merge_manifests(build.directory, task.count, task.tmp_suffix)
+        else:
+            build.prepare()
+            pending.append(build)
+
+    originals: list[VideoJob] = []
+    fakes: list[VideoJob] = []
+    cached = 0
+    for build in pending:
+        for entry in build.videos:
+            if build.work_file(entry).is_file():
+                cached += 1
+                continue
+            job = VideoJob(entry, str(root), str(build.work_file(entry)),
+                           str(build.work_file(build.by_path[entry.original])) if entry.original else None,
+                           clips_for_split(entry.split, cfg), cfg, task.tmp_suffix)
+            (fakes if entry.original else originals).append(job)
+    total = cached + len(originals) + len(fakes)
+    log.info("%s: %d videos in %d shard sets (%d already done), %d workers", dataset, total, len(pending), cached,
+             cfg.workers)
+    with tqdm(total=total, initial=cached, unit="video", desc=f"{dataset} shards", disable=not progress) as bar:
+        _run_jobs([originals, fakes], cfg.workers, bar)
+    return [build.pack() for build in pending]
+
+
+def merge_manifests(directory: str | Path, count: int, tmp_suffix: str = ".tmp") -> Path | None:
+    """Write ``manifest.json`` from the ``count`` partial manifests once all exist; None while some are missing."""
+    directory = Path(directory)
+    parts = [directory / f"manifest-part-{i:03d}-of-{count:03d}.json" for i in range(count)]
+    if not all(p.is_file() for p in parts):
+        return None
+    manifests = [read_json(p, "partial shard manifest") for p in parts]
+    digests = {m["settings_sha256"] for m in manifests}
+    if len(digests) != 1:
+        raise BuildError(f"{directory}: the {count} partial manifests were built with different settings")
+    merged = {k: v for k, v in manifests[0].items() if k != "task"}
+    for key in ("total_samples", "total_videos", "clips_without_face"):
+        merged[key] = sum(m[key] for m in manifests)
+    for key in ("samples_by_label", "samples_by_method", "videos_by_label", "videos_by_method"):
+        merged[key] = dict(sorted(sum((Counter(m[key]) for m in manifests), Counter()).items()))
+    for key in ("shards", "skipped", "missing", "unlisted", "warnings"):
+        merged[key] = [item for m in manifests for item in m[key]]
+    merged["shards"].sort(key=lambda s: s["name"])
+    merged["skipped"].sort(key=lambda s: s["path"])
+    target = directory / MANIFEST
+    atomic_write_json(target, merged, tmp_suffix)
+    log.info("merged %d partial manifests into %s", count, target)
+    return target
+
+
+def merge_all(out: str | Path, count: int) -> tuple[list[Path], list[Path]]:
+    """Merge the partial manifests of a ``count``-task build in every shard set under ``out``.
+
+    Returns the manifests written and the shard sets whose parts are not all there yet.
+    """
+    directories = sorted({p.parent for p in Path(out).rglob(f"manifest-part-*-of-{count:03d}.json")})
+    merged, incomplete = [], []
+    for directory in directories:
+        target = merge_manifests(directory, count)
+        (merged if target else incomplete).append(target or directory)
+    return merged, incomplete

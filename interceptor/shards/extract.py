@@ -1,0 +1,210 @@
+"""One video in, face clips out: decode, detect, track, crop, audio.
+
+:func:`extract_clips` is the whole per-video path of the shard builder, usable on any single video file (the
+``predict`` command imports it)::
+
+    from interceptor.config import load_config
+    from interceptor.shards import extract_clips
+
+    video = extract_clips("some.mp4", load_config().shards)
+    for clip in video.clips:
+        clip.frames  # (T, S, S, 3) uint8 RGB face crops
+        clip.audio   # (samples,) int16 mono at shards.audio_rate, or None when the video has no audio
+
+One streaming pass decodes the video: every ``detector.every``-th frame goes to the face detector, the frames of
+the planned clips are kept (so memory is bounded by clips x frames, not by the video's length), and audio is
+kept only inside the clips' time windows.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from interceptor.schema import ShardsConfig
+from interceptor.shards.faces import Detection, FaceDetector, make_detector
+from interceptor.shards.track import FaceTrack, build_track
+from interceptor.shards.video import AudioChunk, MediaReader, VideoError, VideoInfo, audio_window, plan_clips
+
+
+@dataclass
+class Clip:
+    """One sample: T face crops of evenly strided frames, their boxes, and the audio playing meanwhile."""
+
+    index: int  # position among the video's planned clips (stable even when a clip is dropped)
+    frame_indices: list[int]
+    frames: np.ndarray  # (T, S, S, 3) uint8 RGB
+    boxes: np.ndarray  # (T, 4) face boxes x0, y0, x1, y1 in source pixels
+    crop_boxes: np.ndarray  # (T, 4) int: the square windows cut out (parts outside the frame are black)
+    scores: np.ndarray  # (T,) detection scores, interpolated between detection frames
+    audio: np.ndarray | None  # (samples,) int16 mono, None when the video has no audio track
+
+
+@dataclass
+class VideoClips:
+    """Everything :func:`extract_clips` learnt about one video."""
+
+    info: VideoInfo
+    clips: list[Clip]
+    track: FaceTrack
+    detector: str  # the backend that found the boxes, or "original" when they were reused
+    has_audio: bool
+    clips_without_face: int = 0  # planned clips dropped because the track does not cover them
+    warnings: list[str] = field(default_factory=list)
+
+    def clip_times(self, clip: Clip) -> tuple[float, float]:
+        """Start and end (seconds) of the clip: from its first frame to the end of its last frame."""
+        return clip.frame_indices[0] / self.info.fps, (clip.frame_indices[-1] + 1) / self.info.fps
+
+
+@dataclass
+class _Pass:
+    """What one decoding pass collected."""
+
+    count: int = 0  # frames decoded
+    end: int = 0  # one past the last frame index seen
+    frames: dict[int, np.ndarray] = field(default_factory=dict)
+    detections: dict[int, list[Detection]] = field(default_factory=dict)
+    audio: list[np.ndarray] | None = None
+    audio_found: bool = False
+    error: str | None = None
+    audio_error: str | None = None
+
+
+def _decode(reader: MediaReader, cfg: ShardsConfig, plan: list[list[int]], detector: FaceDetector | None) -> _Pass:
+    """One streaming pass: detections every k frames, RGB frames of the plan, audio of the clip windows.
+
+    Without a plan every frame is decoded (to count them); otherwise only what is needed.
+    """
+    every = cfg.detector.every
+    clip_frames = {i for clip in plan for i in clip}
+    wanted = (lambda i: i in clip_frames or (detector is not None and i % every == 0)) if plan else None
+    result = _Pass()
+    info = reader.info
+    windows = [audio_window(c[0], c[-1], info.fps, cfg.audio_rate) for c in plan] if info.has_audio else []
+    result.audio = [np.zeros(end - start, np.int16) for start, end in windows] if info.has_audio else None
+    for item in reader.read(wanted):
+        if isinstance(item, AudioChunk):
+            result.audio_found = True
+            _copy_overlaps(item, windows, result.audio)
+            continue
+        index, frame = item
+        if detector is not None and index % every == 0:
+            result.detections[index] = detector(frame, index)
+        if index in clip_frames:
+            result.frames[index] = frame.to_ndarray(format="rgb24")
+        result.count += 1
+        result.end = max(result.end, index + 1)
+    result.error, result.audio_error = reader.error, reader.audio_error
+    return result
+
+
+def _copy_overlaps(chunk: AudioChunk, windows: list[tuple[int, int]], buffers: list[np.ndarray]) -> None:
+    end = chunk.start + len(chunk.samples)
+    for (lo, hi), buffer in zip(windows, buffers):
+        start, stop = max(lo, chunk.start), min(hi, end)
+        if start < stop:
+            buffer[start - lo:stop - lo] = chunk.samples[start - chunk.start:stop - chunk.start]
+
+
+def square_crop_box(box: np.ndarray, margin: float) -> tuple[int, int, int, int]:
+    """The square window around a face box: its longer side plus ``margin`` of it on each side, whole pixels."""
+    x0, y0, x1, y1 = box
+    side = max(1, int(round(max(x1 - x0, y1 - y0) * (1 + 2 * margin))))
+    left = int(round((x0 + x1) / 2 - side / 2))
+    top = int(round((y0 + y1) / 2 - side / 2))
+    return left, top, left + side, top + side
+
+
+def crop_square(image: np.ndarray, window: tuple[int, int, int, int], size: int) -> np.ndarray:
+    """Cut ``window`` out of ``image`` (black outside the frame) and resize it to ``size`` x ``size``.
+
+    Shrinking uses area averaging (no aliasing), enlarging bicubic interpolation.
+    """
+    left, top, right, bottom = window
+    side = right - left
+    height, width = image.shape[:2]
+    patch = np.zeros((side, side, image.shape[2]), image.dtype)
+    sx0, sy0, sx1, sy1 = max(0, left), max(0, top), min(width, right), min(height, bottom)
+    if sx0 < sx1 and sy0 < sy1:
+        patch[sy0 - top:sy1 - top, sx0 - left:sx1 - left] = image[sy0:sy1, sx0:sx1]
+    if side == size:
+        return patch
+    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
+    return cv2.resize(patch, (size, size), interpolation=interpolation)
+
+
+def extract_clips(path: str | os.PathLike, cfg: ShardsConfig, boxes: FaceTrack | None = None, *,
+                  num_clips: int | None = None, detector: FaceDetector | None = None) -> VideoClips:
+    """Face clips of one video file.
+
+    ``boxes``: a face track to reuse instead of detecting (a fake's original's, from :attr:`VideoClips.track`);
+    ignored when its frame size differs from this video's. ``num_clips``: clips to sample (default
+    ``cfg.clips_per_video``). ``detector``: the face detector (default: built from ``cfg.detector``).
+
+    Raises :class:`VideoError` with the reason when the video gives no clip: unreadable, no decodable frames,
+    shorter than one clip, no face.
+    """
+    num_clips = num_clips or cfg.clips_per_video
+
+    def plan_for(frames: int) -> list[list[int]]:
+        return plan_clips(frames, num_clips, cfg.frames_per_clip, cfg.frame_stride)
+
+    reader = MediaReader(path, cfg.audio_rate, cfg.decode_threads)
+    info = reader.info
+    if boxes is not None and (boxes.width, boxes.height) != (info.width, info.height):
+        boxes = None
+    if boxes is None and detector is None:
+        detector = make_detector(cfg.detector)
+    active_detector = None if boxes is not None else detector
+    plan = plan_for(info.num_frames)
+    decoded = _decode(reader, cfg, plan, active_detector)
+    if decoded.count == 0:
+        raise VideoError("no decodable video frames" + (f" ({decoded.error})" if decoded.error else ""))
+    if not plan or any(i not in decoded.frames for clip in plan for i in clip):  # fewer frames than announced
+        plan = plan_for(decoded.end)
+        if not plan:
+            span = (cfg.frames_per_clip - 1) * cfg.frame_stride + 1
+            raise VideoError(f"shorter than one clip: {decoded.end} frames, a clip spans {span}")
+        decoded = _decode(reader, cfg, plan, active_detector)
+
+    warnings = []
+    if decoded.error:
+        warnings.append(f"decoding stopped at frame {decoded.end} of {info.num_frames}: {decoded.error}")
+    if decoded.audio_error:
+        warnings.append(f"audio decoding stopped: {decoded.audio_error}")
+    if boxes is not None:
+        track, source = boxes, "original"
+    else:
+        num_frames = max(decoded.end, info.num_frames)
+        track = build_track(decoded.detections, num_frames, cfg.detector, info.width, info.height)
+        if track is None:
+            raise VideoError(f"no face found ({sum(map(len, decoded.detections.values()))} detections in "
+                             f"{len(decoded.detections)} detection frames, none stable)")
+        source = active_detector.name
+
+    has_audio = info.has_audio and decoded.audio_found
+    clips = []
+    for index, frame_indices in enumerate(plan):
+        clip_boxes = np.stack([track.box(i) for i in frame_indices])
+        if np.isnan(clip_boxes).any():
+            continue
+        windows = [square_crop_box(b, cfg.margin) for b in clip_boxes]
+        frames = np.stack([crop_square(decoded.frames[i], w, cfg.crop_size) for i, w in zip(frame_indices, windows)])
+        clips.append(Clip(index=index, frame_indices=frame_indices, frames=frames, boxes=clip_boxes,
+                          crop_boxes=np.array(windows, dtype=np.int64),
+                          scores=np.array([track.score(i) for i in frame_indices]),
+                          audio=decoded.audio[index] if has_audio else None))
+    if not clips:
+        raise VideoError(f"no face in any of the {len(plan)} clips (the face track covers frames "
+                         f"{_coverage(track)})")
+    return VideoClips(info=info, clips=clips, track=track, detector=source,
+                      has_audio=has_audio, clips_without_face=len(plan) - len(clips), warnings=warnings)
+
+
+def _coverage(track: FaceTrack) -> str:
+    covered = np.flatnonzero(~np.isnan(track.boxes[:, 0]))
+    return f"{covered[0]}-{covered[-1]}" if len(covered) else "none"

@@ -1,0 +1,208 @@
+"""Face detection on every k-th frame, behind one interface.
+
+Image backends find faces in an image:
+
+- ``haar`` (default): OpenCV's frontal-face Haar cascade, whose weights ship inside the opencv pip package;
+- ``yunet``: OpenCV's YuNet CNN (``cv2.FaceDetectorYN``), given its ONNX weights (``detector.weights``).
+
+Another one (MTCNN, RetinaFace) is a class with ``name``, ``pix_fmt`` and ``detect(image, min_side, max_side)``
+added to :data:`BACKENDS`. :class:`TrackingDetector` runs an image backend on a video's frames, downscaled so
+that their longest side is ``detector.size``: a full-frame detection on every ``detector.full_every``-th call
+(and whenever no face is being followed), and in between a detection only in a window around each face found
+last time, which costs a small fraction of a full-frame pass.
+
+The ``boxes`` backend reads precomputed boxes instead (the synthetic corpus's ground truth, or any detector run
+offline): a JSON file ``{path relative to the dataset root: [[[x0, y0, x1, y1], ...boxes in frame i], ...]}``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from typing import Protocol
+
+import av
+import cv2
+import numpy as np
+
+from interceptor.config import ConfigError, resolve_path
+from interceptor.schema import DetectorConfig
+from interceptor.shards.video import VideoError
+from interceptor.utils import read_json
+
+_WINDOW = 2.0  # side of the re-detection window around a followed face, in face sizes
+_SIZE_RANGE = (0.6, 1.6)  # the face's size there, relative to its last size
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in source pixels
+    score: float  # backend-specific confidence, higher is surer
+
+
+class FaceDetector(Protocol):
+    """What the decoder calls on every k-th frame of one video."""
+
+    name: str
+
+    def __call__(self, frame: av.VideoFrame, index: int) -> list[Detection]:
+        """Faces in ``frame``, the ``index``-th frame of the video, in source pixels."""
+
+
+class ImageBackend(Protocol):
+    name: str
+    pix_fmt: str  # the image format detect() takes: gray or bgr24
+
+    def detect(self, image: np.ndarray, min_side: int, max_side: int) -> list[tuple[float, float, float, float, float]]:
+        """Faces ``(x, y, w, h, score)`` in ``image`` pixels, of sides between ``min_side`` and ``max_side``."""
+
+
+@functools.lru_cache(maxsize=None)
+def _haar_cascade() -> cv2.CascadeClassifier:
+    path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
+    cascade = cv2.CascadeClassifier(path)
+    if cascade.empty():
+        raise RuntimeError(f"{path}: cannot load OpenCV's Haar face cascade")
+    return cascade
+
+
+class HaarBackend:
+    """OpenCV's frontal-face Haar cascade on the equalised grey image; the score is the cascade's level weight."""
+
+    name = "haar"
+    pix_fmt = "gray"
+
+    def __init__(self, cfg: DetectorConfig):
+        self.cfg = cfg
+        self.cascade = _haar_cascade()
+
+    def detect(self, image: np.ndarray, min_side: int, max_side: int):
+        if self.cfg.equalize:
+            image = cv2.equalizeHist(image)
+        boxes, _, weights = self.cascade.detectMultiScale3(
+            image, scaleFactor=self.cfg.scale_factor, minNeighbors=self.cfg.min_neighbors,
+            minSize=(min_side, min_side), maxSize=(max_side, max_side), outputRejectLevels=True)
+        return [(*map(float, box), float(weight)) for box, weight in zip(boxes, weights)]
+
+
+class YuNetBackend:
+    """OpenCV's YuNet face detector (``cv2.FaceDetectorYN``) with user-supplied ONNX weights."""
+
+    name = "yunet"
+    pix_fmt = "bgr24"
+
+    def __init__(self, cfg: DetectorConfig):
+        if not cfg.weights:
+            raise ConfigError("shards.detector.weights: the yunet backend needs the path of its ONNX model "
+                              "(face_detection_yunet_2023mar.onnx from the OpenCV model zoo)")
+        weights = resolve_path(cfg.weights)
+        if not weights.is_file():
+            raise ConfigError(f"shards.detector.weights: {weights}: no such file")
+        self.model = _yunet_model(str(weights), cfg.score_threshold)
+
+    def detect(self, image: np.ndarray, min_side: int, max_side: int):
+        self.model.setInputSize((image.shape[1], image.shape[0]))
+        _, faces = self.model.detect(np.ascontiguousarray(image))
+        return [(*map(float, face[:4]), float(face[-1])) for face in (faces if faces is not None else [])
+                if min_side <= min(face[2], face[3]) and max(face[2], face[3]) <= max_side]
+
+
+@functools.lru_cache(maxsize=2)
+def _yunet_model(weights: str, score_threshold: float):
+    return cv2.FaceDetectorYN.create(weights, "", (320, 320), score_threshold)
+
+
+BACKENDS = {"haar": HaarBackend, "yunet": YuNetBackend}
+
+
+class TrackingDetector:
+    """An image backend run on a video's frames: full-frame passes, and cheap re-detection of followed faces."""
+
+    def __init__(self, backend: ImageBackend, cfg: DetectorConfig):
+        self.backend = backend
+        self.name = backend.name
+        self.cfg = cfg
+        self.calls = 0
+        self.followed: list[tuple[float, float, float, float]] = []  # last boxes, detection-image pixels
+
+    def __call__(self, frame: av.VideoFrame, index: int) -> list[Detection]:
+        scale = min(1.0, self.cfg.size / max(frame.width, frame.height))
+        width, height = max(1, round(frame.width * scale)), max(1, round(frame.height * scale))
+        image = frame.reformat(width=width, height=height, format=self.backend.pix_fmt).to_ndarray()
+        scale = width / frame.width
+        found = []
+        if self.followed and self.calls % self.cfg.full_every:
+            for box in self.followed:
+                found += self._redetect(image, box)
+        if not found:
+            min_side = max(1, int(self.cfg.min_face * height))
+            found = [(x, y, x + w, y + h, s) for x, y, w, h, s in self.backend.detect(image, min_side, max(width, height))]
+        self.calls += 1
+        self.followed = [f[:4] for f in found]
+        return [Detection(tuple(v / scale for v in f[:4]), f[4]) for f in found]
+
+    def _redetect(self, image: np.ndarray, box) -> list[tuple[float, float, float, float, float]]:
+        """The face near ``box`` again, searched in a window around it: the candidate overlapping it most."""
+        x0, y0, x1, y1 = box
+        side = max(x1 - x0, y1 - y0)
+        half = side * _WINDOW / 2
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        left, top = max(0, int(cx - half)), max(0, int(cy - half))
+        right, bottom = min(image.shape[1], int(cx + half)), min(image.shape[0], int(cy + half))
+        window = image[top:bottom, left:right]
+        low, high = int(side * _SIZE_RANGE[0]), int(side * _SIZE_RANGE[1])
+        candidates = [(x + left, y + top, x + left + w, y + top + h, s)
+                      for x, y, w, h, s in self.backend.detect(window, max(1, low), max(low + 1, high))]
+        return [max(candidates, key=lambda c: iou(c, box))] if candidates else []
+
+
+@functools.lru_cache(maxsize=4)
+def _boxes_file(path: str) -> dict:
+    data = read_json(path, "boxes file")
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: malformed boxes file: expected a mapping of video path to per-frame boxes")
+    return data
+
+
+class PrecomputedBoxes:
+    """The ``boxes`` backend: per-frame boxes of one video, looked up in ``detector.boxes_file``; score 1."""
+
+    name = "boxes"
+
+    def __init__(self, cfg: DetectorConfig, video: str | None):
+        if not cfg.boxes_file:
+            raise ConfigError("shards.detector.boxes_file: the boxes backend needs a JSON file of per-frame boxes")
+        if video is None:
+            raise ConfigError("shards.detector.backend: 'boxes' needs the video's path in its dataset; "
+                              "use a detecting backend (haar, yunet) for a single video")
+        path = str(resolve_path(cfg.boxes_file))
+        frames = _boxes_file(path).get(video)
+        if frames is None:
+            raise VideoError(f"no precomputed boxes for it in {path}")
+        self.frames = frames
+
+    def __call__(self, frame: av.VideoFrame, index: int) -> list[Detection]:
+        if index >= len(self.frames):
+            return []
+        return [Detection(tuple(float(v) for v in box), 1.0) for box in self.frames[index]]
+
+
+def make_detector(cfg: DetectorConfig, video: str | None = None) -> FaceDetector:
+    """A fresh detector for one video; ``video`` (its path relative to the dataset root) is needed by ``boxes``."""
+    if cfg.backend == "boxes":
+        return PrecomputedBoxes(cfg, video)
+    try:
+        backend = BACKENDS[cfg.backend]
+    except KeyError:
+        raise ConfigError(f"shards.detector.backend: unknown backend {cfg.backend!r} "
+                          f"(known: {', '.join(sorted([*BACKENDS, 'boxes']))})") from None
+    return TrackingDetector(backend(cfg), cfg)
