@@ -35,7 +35,7 @@ class DetectorConfig:
 
     backend: Literal["haar", "yunet", "boxes"] = "haar"
     every: int = 10  # detect every k-th frame; boxes in between are tracked (interpolated and smoothed)
-    full_every: int = 3  # a full-frame pass on every n-th detection; in between only around the followed faces
+    full_every: int = 5  # a full-frame pass on every n-th detection; in between only around the followed faces
     size: int = 640  # longest side of the image the detector sees, in pixels (frames are downscaled to it)
     min_face: float = 0.05  # smallest face to look for, as a fraction of the frame height
     scale_factor: float = 1.15  # haar: image pyramid step
