@@ -48,7 +48,7 @@ class DetectorConfig:
     max_gap: int = 2  # detection frames a track may miss and still continue
     min_track_fraction: float = 0.3  # a stable track is found in this share of detection frames (and in half as
     # many as the most often found track); the largest stable track is kept
-    smooth: int = 5  # moving-average window over a track's detections (odd; 1 = no smoothing)
+    smooth: int = 3  # moving-average window over a track's detections (odd; 1 = no smoothing)
 
 
 @dataclass

@@ -24,7 +24,7 @@ import webdataset as wds
 
 from conftest import CORPUS_DATASETS, REPO
 from interceptor.config import ConfigError, load_config, to_dict
-from interceptor.schema import ShardsConfig
+from interceptor.schema import DetectorConfig, ShardsConfig
 from interceptor.shards import extract_clips
 from interceptor.shards.build import BuildError, build_shards
 from interceptor.shards.inspection import inspect_shards
@@ -357,6 +357,26 @@ def test_broken_layouts_are_errors_naming_the_file(tmp_path):
     test_list.write_text("real Celeb-real/id0_0000.mp4\n")
     with pytest.raises(LayoutError, match=re.escape(f"{test_list}:1: expected")):
         read_layout("celebdf", celebdf, cfg)
+
+
+def test_boxes_backend_reads_precomputed_boxes(tmp_path, corpus, corpus_manifest, demo_config):
+    detector = dataclasses.replace(demo_config.shards.detector, backend="boxes",
+                                   boxes_file=str(corpus / "boxes" / "dfdc.json"))
+    cfg = dataclasses.replace(demo_config.shards, workers=1, detector=detector)
+    build_shards("dfdc", corpus / "DFDC", tmp_path / "out", cfg, chunks=[5], progress=False)
+    samples = metas(tmp_path / "out")
+    assert {m["detector"] for m in samples} == {"boxes", "original"}
+    for meta in samples:
+        truth = corpus_manifest[f"DFDC/{meta['source']}"]["faces"][0]
+        assert all(iou(box, truth[i]) > 0.8 for i, box in zip(meta["frame_indices"], meta["boxes"]))  # smoothing lags a little
+
+
+def test_detector_settings_are_checked_before_building(tmp_path, corpus):
+    with pytest.raises(ConfigError, match=r"shards\.detector\.weights: the yunet backend needs"):
+        build_shards("dfdc", corpus / "DFDC", tmp_path, ShardsConfig(detector=DetectorConfig(backend="yunet")))
+    with pytest.raises(ConfigError, match=r"shards\.detector\.boxes_file"):
+        build_shards("dfdc", corpus / "DFDC", tmp_path, ShardsConfig(detector=DetectorConfig(backend="boxes")))
+    assert not list(tmp_path.iterdir())
 
 
 def test_config_values_out_of_range_name_the_key():
