@@ -39,13 +39,13 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def decode_only(paths: list[str]) -> tuple[float, float]:
+def decode_only(paths: list[tuple[str, str]]) -> tuple[float, float]:
     """Seconds to decode every frame of every video, and this worker's peak RSS (MB)."""
     import av
 
     start = time.perf_counter()
-    for path in paths:
-        with av.open(path) as container:
+    for root, rel in paths:
+        with av.open(f"{root}/{rel}") as container:
             stream = container.streams.video[0]
             stream.codec_context.thread_count = 1
             for _ in container.decode(stream):
@@ -53,7 +53,7 @@ def decode_only(paths: list[str]) -> tuple[float, float]:
     return time.perf_counter() - start, _peak_rss_mb()
 
 
-def build(paths: list[str], cfg: ShardsConfig, num_clips: int) -> tuple[float, float]:
+def build(paths: list[tuple[str, str]], cfg: ShardsConfig, num_clips: int) -> tuple[float, float]:
     """Seconds for the builder's per-video task on every video, and this worker's peak RSS (MB)."""
     import cv2
 
@@ -63,12 +63,11 @@ def build(paths: list[str], cfg: ShardsConfig, num_clips: int) -> tuple[float, f
     cv2.setNumThreads(1)
     with tempfile.TemporaryDirectory() as work:
         start = time.perf_counter()
-        for i, path in enumerate(paths):
-            entry = VideoEntry("dfdc", "train", 0, "original", Path(path).stem, 0, Path(path).name)
-            job = VideoJob(entry, str(Path(path).parent), f"{work}/{i}.tar", None, num_clips, cfg, ".tmp")
-            record = process_video(job)
+        for i, (root, rel) in enumerate(paths):
+            entry = VideoEntry("dfdc", "train", 0, "original", Path(rel).stem, 0, rel)
+            record = process_video(VideoJob(entry, root, f"{work}/{i}.tar", None, num_clips, cfg, ".tmp"))
             if record["status"] != "ok":
-                print(f"  {path}: skipped: {record['reason']}", file=sys.stderr)
+                print(f"  {rel}: skipped: {record['reason']}", file=sys.stderr)
         return time.perf_counter() - start, _peak_rss_mb()
 
 
@@ -77,17 +76,21 @@ def _in_fresh_worker(function, *args):
         return pool.submit(function, *args).result()
 
 
-def videos_of(items: list[str]) -> list[str]:
+def videos_of(items: list[str]) -> list[tuple[str, str]]:
+    """(root, path relative to it) of each video: a directory is a dataset root (the boxes backend's keys)."""
     paths = []
     for item in items:
         path = Path(item)
-        paths += sorted(str(p) for p in path.rglob("*.mp4")) if path.is_dir() else [str(path)]
+        if path.is_dir():
+            paths += [(str(path), p.relative_to(path).as_posix()) for p in sorted(path.rglob("*.mp4"))]
+        else:
+            paths.append((str(path.parent), path.name))
     return paths
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("videos", nargs="+", help="video files or directories (searched for *.mp4)")
+    parser.add_argument("videos", nargs="+", help="video files, or dataset roots (searched for *.mp4)")
     parser.add_argument("--config", help="YAML config (default: configs/demo.yaml)")
     parser.add_argument("--eval", action="store_true", help="sample eval_clips_per_video (val/test) clips")
     parser.add_argument("--rounds", type=int, default=3)

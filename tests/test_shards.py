@@ -371,6 +371,17 @@ def test_boxes_backend_reads_precomputed_boxes(tmp_path, corpus, corpus_manifest
         assert all(iou(box, truth[i]) > 0.8 for i, box in zip(meta["frame_indices"], meta["boxes"]))  # smoothing lags a little
 
 
+def test_jpeg_option_writes_documented_jpg_frames(tmp_path, corpus, demo_config):
+    detector = dataclasses.replace(demo_config.shards.detector, backend="boxes",
+                                   boxes_file=str(corpus / "boxes" / "dfdc.json"))
+    cfg = dataclasses.replace(demo_config.shards, workers=1, image_format="jpg", jpeg_quality=97, detector=detector)
+    build_shards("dfdc", corpus / "DFDC", tmp_path, cfg, chunks=[6], progress=False)
+    _, problems = inspect_shards(tmp_path)
+    assert problems == []
+    sample = next(s for d in sorted(tmp_path.rglob("manifest.json")) for s in read_samples(d.parent))
+    assert json.loads(sample["json"])["image_format"] == "jpg" and sample["f00.jpg"][:2] == b"\xff\xd8"
+
+
 def test_detector_settings_are_checked_before_building(tmp_path, corpus):
     with pytest.raises(ConfigError, match=r"shards\.detector\.weights: the yunet backend needs"):
         build_shards("dfdc", corpus / "DFDC", tmp_path, ShardsConfig(detector=DetectorConfig(backend="yunet")))
