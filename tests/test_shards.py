@@ -451,9 +451,8 @@ def test_rerun_skips_finished_shard_sets(tmp_path, corpus, demo_config):
     cfg = dataclasses.replace(demo_config.shards, workers=1)
     build_shards("dfdc", corpus / "DFDC", out, cfg, chunks=[5], progress=False)
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
-    start = time.time()
     build_shards("dfdc", corpus / "DFDC", out, cfg, chunks=[5], progress=False)
-    assert time.time() - start < 2 and {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before, "nothing rewritten, nothing added"
     with pytest.raises(BuildError, match="built with other settings"):
         build_shards("dfdc", corpus / "DFDC", out, dataclasses.replace(cfg, crop_size=64), chunks=[5], progress=False)
 
