@@ -34,13 +34,22 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _csv(text: str | None, kind=str) -> list | None:
-    return [kind(item) for item in text.split(",") if item.strip()] if text else None
+def _list_of(kind, choices: tuple = ()):
+    """An argparse type: a comma-separated list of ``kind``, each among ``choices`` if given."""
+    def parse(text: str) -> list:
+        try:
+            items = [kind(item) for item in text.split(",") if item.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}, got {text!r}")
+        unknown = [str(item) for item in items if choices and item not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)} (choose from {', '.join(choices)})")
+        return items
+    return parse
 
 
 def _shards_build(args: argparse.Namespace) -> int:
     from interceptor.shards.build import BuildError, Task, build_shards, merge_all
-    from interceptor.shards.layouts import LayoutError
 
     if args.merge:
         merged, incomplete = merge_all(args.out, args.num_tasks)
@@ -58,9 +67,11 @@ def _shards_build(args: argparse.Namespace) -> int:
         overrides.append(f"shards.ffpp_compression={args.compression}")
     cfg = load_config(args.config, overrides)
     try:
-        manifests = build_shards(args.dataset, args.root, args.out, cfg.shards, splits=_csv(args.split),
-                                 chunks=_csv(args.chunk, int), task=Task(args.task_index, args.num_tasks))
-    except (LayoutError, BuildError) as err:
+        manifests = build_shards(args.dataset, args.root, args.out, cfg.shards, splits=args.split, chunks=args.chunk,
+                                 task=Task(args.task_index, args.num_tasks))
+    except ConfigError:
+        raise
+    except (ValueError, BuildError) as err:  # a broken layout, an unreadable file, a bad task index: all named
         print(f"error: {err}", file=sys.stderr)
         return 2
     for manifest in manifests:
@@ -86,8 +97,10 @@ def _add_shards_parser(sub) -> None:
     build.add_argument("dataset", choices=["ffpp", "celebdf", "dfdc"])
     build.add_argument("--root", help="the dataset's root directory, in its official layout")
     build.add_argument("--out", required=True, help="output: OUT/{train,val,test}/, or OUT/chunk-KK/... for DFDC")
-    build.add_argument("--split", help="comma-separated splits to build (default: all)")
-    build.add_argument("--chunk", help="DFDC: comma-separated chunk numbers K of dfdc_train_part_K (default: all)")
+    build.add_argument("--split", type=_list_of(str, ("train", "val", "test")),
+                       help="comma-separated splits to build (default: all)")
+    build.add_argument("--chunk", type=_list_of(int),
+                       help="DFDC: comma-separated chunk numbers K of dfdc_train_part_K (default: all)")
     build.add_argument("--workers", type=int, help="processes (default: shards.workers)")
     build.add_argument("--compression", choices=["raw", "c23", "c40"], help="FF++ quality (default: c23)")
     build.add_argument("--task-index", type=int, default=0, help="multi-node: this task's index")

@@ -35,7 +35,7 @@ class DetectorConfig:
 
     backend: Literal["haar", "yunet", "boxes"] = "haar"
     every: int = 10  # detect every k-th frame; boxes in between are tracked (interpolated and smoothed)
-    full_every: int = 3  # a full-frame pass on every n-th detection; in between only around the followed faces
+    full_every: int = 5  # a full-frame pass on every n-th detection; in between only around the followed faces
     size: int = 640  # longest side of the image the detector sees, in pixels (frames are downscaled to it)
     min_face: float = 0.05  # smallest face to look for, as a fraction of the frame height
     scale_factor: float = 1.15  # haar: image pyramid step
@@ -48,7 +48,7 @@ class DetectorConfig:
     max_gap: int = 2  # detection frames a track may miss and still continue
     min_track_fraction: float = 0.3  # a stable track is found in this share of detection frames (and in half as
     # many as the most often found track); the largest stable track is kept
-    smooth: int = 5  # moving-average window over a track's detections (odd; 1 = no smoothing)
+    smooth: int = 3  # moving-average window over a track's detections (odd; 1 = no smoothing)
 
 
 @dataclass

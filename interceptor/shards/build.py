@@ -23,6 +23,7 @@ import multiprocessing as mp
 import shutil
 import tarfile
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from tqdm import tqdm
 from interceptor.config import ConfigError
 from interceptor.schema import ShardsConfig
 from interceptor.shards.extract import extract_clips
-from interceptor.shards.faces import make_detector
+from interceptor.shards.faces import check_detector
 from interceptor.shards.layouts import ShardSetListing, VideoEntry, clips_for_split, read_layout
 from interceptor.shards.samples import (BUILDER_VERSION, add_member, atomic_tar, clip_members, group_samples,
                                         read_members, video_key, write_shards)
@@ -217,16 +218,16 @@ def process_video(job: VideoJob) -> dict:
     entry, cfg = job.entry, job.cfg
     record = {"path": entry.path, "label": entry.label, "method": entry.method}
     boxes = None
-    if job.original_work_file:
+    if job.original_work_file:  # the original was processed first; without a face it has no track to lend
         original = read_record(Path(job.original_work_file))
         boxes = FaceTrack.from_json(original["track"]) if original["status"] == "ok" else None
     members = []
     try:
-        detector = None if boxes is not None else make_detector(cfg.detector, video=entry.path)
-        video = extract_clips(Path(job.root) / entry.path, cfg, boxes, num_clips=job.num_clips, detector=detector)
+        video = extract_clips(Path(job.root) / entry.path, cfg, boxes, num_clips=job.num_clips,
+                              dataset_path=entry.path)
         members = [m for clip in video.clips for m in clip_members(entry, video, clip, cfg)]
         record.update(status="ok", samples=len(video.clips), clips_without_face=video.clips_without_face,
-                      warnings=video.warnings, detector=video.detector, track=video.track.to_json())
+                      warnings=video.warnings, track=video.track.to_json())
     except VideoError as err:
         record.update(status="skipped", reason=str(err))
     except ConfigError:
@@ -238,7 +239,7 @@ def process_video(job: VideoJob) -> dict:
         add_member(tar, _RECORD, json.dumps(record).encode("utf-8"))
         for name, data in members:
             add_member(tar, name, data)
-    return record
+    return {"path": entry.path, "status": record["status"], "reason": record.get("reason")}
 
 
 def _init_worker() -> None:
@@ -262,10 +263,11 @@ def _run_jobs(phases: list[list[VideoJob]], workers: int, progress: tqdm) -> Non
             for job in jobs:
                 done(process_video(job))
         return
-    with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+    # A worker killed by the system (out of memory) breaks the pool with an error instead of hanging the build.
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
         for jobs in phases:
-            for record in pool.imap_unordered(process_video, jobs):
-                done(record)
+            for future in as_completed([pool.submit(process_video, job) for job in jobs]):
+                done(future.result())
 
 
 # ----------------------------------------------------------------------------------------------- entry points
@@ -280,8 +282,7 @@ def build_shards(dataset: str, root: str | Path, out: str | Path, cfg: ShardsCon
     skipped; work files of an interrupted build are reused.
     """
     check_config(cfg)
-    if cfg.detector.backend != "boxes":
-        make_detector(cfg.detector)  # a configuration error stops the build here, not in every video
+    check_detector(cfg.detector)  # a configuration error stops the build here, not in every video
     root, out = Path(root), Path(out)
     settings = content_settings(cfg)
     listings = read_layout(dataset, root, cfg, chunks)

@@ -13,7 +13,8 @@
 
 One streaming pass decodes the video: every ``detector.every``-th frame goes to the face detector, the frames of
 the planned clips are kept (so memory is bounded by clips x frames, not by the video's length), and audio is
-kept only inside the clips' time windows.
+kept only inside the clips' time windows. A second pass happens only when fewer frames decode than the file
+announced (truncated or corrupt data): the clips are then planned over the frames that do decode.
 """
 
 from __future__ import annotations
@@ -138,12 +139,13 @@ def crop_square(image: np.ndarray, window: tuple[int, int, int, int], size: int)
 
 
 def extract_clips(path: str | os.PathLike, cfg: ShardsConfig, boxes: FaceTrack | None = None, *,
-                  num_clips: int | None = None, detector: FaceDetector | None = None) -> VideoClips:
+                  num_clips: int | None = None, dataset_path: str | None = None) -> VideoClips:
     """Face clips of one video file.
 
     ``boxes``: a face track to reuse instead of detecting (a fake's original's, from :attr:`VideoClips.track`);
     ignored when its frame size differs from this video's. ``num_clips``: clips to sample (default
-    ``cfg.clips_per_video``). ``detector``: the face detector (default: built from ``cfg.detector``).
+    ``cfg.clips_per_video``). ``dataset_path``: the video's path relative to its dataset root, which the
+    ``boxes`` detector backend looks up.
 
     Raises :class:`VideoError` with the reason when the video gives no clip: unreadable, no decodable frames,
     shorter than one clip, no face.
@@ -157,11 +159,12 @@ def extract_clips(path: str | os.PathLike, cfg: ShardsConfig, boxes: FaceTrack |
     info = reader.info
     if boxes is not None and (boxes.width, boxes.height) != (info.width, info.height):
         boxes = None
-    if boxes is None and detector is None:
-        detector = make_detector(cfg.detector)
-    active_detector = None if boxes is not None else detector
+
+    def detector() -> FaceDetector | None:  # a fresh one for each pass: detectors follow faces from call to call
+        return None if boxes is not None else make_detector(cfg.detector, dataset_path)
+
     plan = plan_for(info.num_frames)
-    decoded = _decode(reader, cfg, plan, active_detector)
+    decoded = _decode(reader, cfg, plan, detector())
     if decoded.count == 0:
         raise VideoError("no decodable video frames" + (f" ({decoded.error})" if decoded.error else ""))
     if not plan or any(i not in decoded.frames for clip in plan for i in clip):  # fewer frames than announced
@@ -169,7 +172,7 @@ def extract_clips(path: str | os.PathLike, cfg: ShardsConfig, boxes: FaceTrack |
         if not plan:
             span = (cfg.frames_per_clip - 1) * cfg.frame_stride + 1
             raise VideoError(f"shorter than one clip: {decoded.end} frames, a clip spans {span}")
-        decoded = _decode(reader, cfg, plan, active_detector)
+        decoded = _decode(reader, cfg, plan, detector())
 
     warnings = []
     if decoded.error:
@@ -184,7 +187,7 @@ def extract_clips(path: str | os.PathLike, cfg: ShardsConfig, boxes: FaceTrack |
         if track is None:
             raise VideoError(f"no face found ({sum(map(len, decoded.detections.values()))} detections in "
                              f"{len(decoded.detections)} detection frames, none stable)")
-        source = active_detector.name
+        source = cfg.detector.backend
 
     has_audio = info.has_audio and decoded.audio_found
     clips = []

@@ -5,11 +5,13 @@ Image backends find faces in an image:
 - ``haar`` (default): OpenCV's frontal-face Haar cascade, whose weights ship inside the opencv pip package;
 - ``yunet``: OpenCV's YuNet CNN (``cv2.FaceDetectorYN``), given its ONNX weights (``detector.weights``).
 
-Another one (MTCNN, RetinaFace) is a class with ``name``, ``pix_fmt`` and ``detect(image, min_side, max_side)``
-added to :data:`BACKENDS`. :class:`TrackingDetector` runs an image backend on a video's frames, downscaled so
-that their longest side is ``detector.size``: a full-frame detection on every ``detector.full_every``-th call
-(and whenever no face is being followed), and in between a detection only in a window around each face found
-last time, which costs a small fraction of a full-frame pass.
+Another one (MTCNN, RetinaFace) is a class with ``pix_fmt`` and ``detect(image, min_side, max_side)`` added to
+:data:`BACKENDS` and to ``DetectorConfig.backend``.
+
+:class:`TrackingDetector` runs an image backend on a video's frames, downscaled so that their longest side is
+``detector.size``: a full-frame detection on every ``detector.full_every``-th call (and whenever no face is
+being followed), and in between a detection only in a window around each face found last time, which costs a
+small fraction of a full-frame pass.
 
 The ``boxes`` backend reads precomputed boxes instead (the synthetic corpus's ground truth, or any detector run
 offline): a JSON file ``{path relative to the dataset root: [[[x0, y0, x1, y1], ...boxes in frame i], ...]}``.
@@ -52,14 +54,11 @@ class Detection:
 class FaceDetector(Protocol):
     """What the decoder calls on every k-th frame of one video."""
 
-    name: str
-
     def __call__(self, frame: av.VideoFrame, index: int) -> list[Detection]:
         """Faces in ``frame``, the ``index``-th frame of the video, in source pixels."""
 
 
 class ImageBackend(Protocol):
-    name: str
     pix_fmt: str  # the image format detect() takes: gray or bgr24
 
     def detect(self, image: np.ndarray, min_side: int, max_side: int) -> list[tuple[float, float, float, float, float]]:
@@ -78,7 +77,6 @@ def _haar_cascade() -> cv2.CascadeClassifier:
 class HaarBackend:
     """OpenCV's frontal-face Haar cascade on the equalised grey image; the score is the cascade's level weight."""
 
-    name = "haar"
     pix_fmt = "gray"
 
     def __init__(self, cfg: DetectorConfig):
@@ -97,7 +95,6 @@ class HaarBackend:
 class YuNetBackend:
     """OpenCV's YuNet face detector (``cv2.FaceDetectorYN``) with user-supplied ONNX weights."""
 
-    name = "yunet"
     pix_fmt = "bgr24"
 
     def __init__(self, cfg: DetectorConfig):
@@ -129,7 +126,6 @@ class TrackingDetector:
 
     def __init__(self, backend: ImageBackend, cfg: DetectorConfig):
         self.backend = backend
-        self.name = backend.name
         self.cfg = cfg
         self.calls = 0
         self.followed: list[tuple[float, float, float, float]] = []  # last boxes, detection-image pixels
@@ -145,7 +141,8 @@ class TrackingDetector:
                 found += self._redetect(image, box)
         if not found:
             min_side = max(1, int(self.cfg.min_face * height))
-            found = [(x, y, x + w, y + h, s) for x, y, w, h, s in self.backend.detect(image, min_side, max(width, height))]
+            found = [(x, y, x + w, y + h, s)
+                     for x, y, w, h, s in self.backend.detect(image, min_side, max(width, height))]
         self.calls += 1
         self.followed = [f[:4] for f in found]
         return [Detection(tuple(v / scale for v in f[:4]), f[4]) for f in found]
@@ -165,6 +162,12 @@ class TrackingDetector:
         return [max(candidates, key=lambda c: iou(c, box))] if candidates else []
 
 
+def _boxes_path(cfg: DetectorConfig) -> str:
+    if not cfg.boxes_file:
+        raise ConfigError("shards.detector.boxes_file: the boxes backend needs a JSON file of per-frame boxes")
+    return str(resolve_path(cfg.boxes_file))
+
+
 @functools.lru_cache(maxsize=4)
 def _boxes_file(path: str) -> dict:
     data = read_json(path, "boxes file")
@@ -176,15 +179,11 @@ def _boxes_file(path: str) -> dict:
 class PrecomputedBoxes:
     """The ``boxes`` backend: per-frame boxes of one video, looked up in ``detector.boxes_file``; score 1."""
 
-    name = "boxes"
-
     def __init__(self, cfg: DetectorConfig, video: str | None):
-        if not cfg.boxes_file:
-            raise ConfigError("shards.detector.boxes_file: the boxes backend needs a JSON file of per-frame boxes")
+        path = _boxes_path(cfg)
         if video is None:
             raise ConfigError("shards.detector.backend: 'boxes' needs the video's path in its dataset; "
                               "use a detecting backend (haar, yunet) for a single video")
-        path = str(resolve_path(cfg.boxes_file))
         frames = _boxes_file(path).get(video)
         if frames is None:
             raise VideoError(f"no precomputed boxes for it in {path}")
@@ -196,13 +195,16 @@ class PrecomputedBoxes:
         return [Detection(tuple(float(v) for v in box), 1.0) for box in self.frames[index]]
 
 
+def check_detector(cfg: DetectorConfig) -> None:
+    """Fail early, naming the key or file, if the configured detector cannot be built."""
+    if cfg.backend == "boxes":
+        _boxes_file(_boxes_path(cfg))
+    else:
+        make_detector(cfg)
+
+
 def make_detector(cfg: DetectorConfig, video: str | None = None) -> FaceDetector:
     """A fresh detector for one video; ``video`` (its path relative to the dataset root) is needed by ``boxes``."""
     if cfg.backend == "boxes":
         return PrecomputedBoxes(cfg, video)
-    try:
-        backend = BACKENDS[cfg.backend]
-    except KeyError:
-        raise ConfigError(f"shards.detector.backend: unknown backend {cfg.backend!r} "
-                          f"(known: {', '.join(sorted([*BACKENDS, 'boxes']))})") from None
-    return TrackingDetector(backend(cfg), cfg)
+    return TrackingDetector(BACKENDS[cfg.backend](cfg), cfg)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from interceptor import LABEL_FAKE, LABEL_REAL
@@ -98,12 +98,8 @@ def _link_originals(listings: dict[str, ShardSetListing]) -> None:
     for listing in listings.values():
         present = {v.path for v in listing.videos}
         listing.videos = sorted(
-            (v if v.original is None or v.original in present else _replace(v, original=None) for v in listing.videos),
+            (v if v.original is None or v.original in present else replace(v, original=None) for v in listing.videos),
             key=lambda v: v.path)
-
-
-def _replace(entry: VideoEntry, **changes) -> VideoEntry:
-    return VideoEntry(**{**entry.__dict__, **changes})
 
 
 # ----------------------------------------------------------------------------------------------- FF++
@@ -236,7 +232,7 @@ def read_celebdf(root: Path, cfg: ShardsConfig) -> dict[str, ShardSetListing]:
         if split != "test" and entry.video_id in test_ids:
             raise LayoutError(f"{root / CELEBDF_TEST_LIST}: {entry.path} would land in {split}, but a video with "
                               f"the same id {entry.video_id} is in the test list")
-        listings[split].videos.append(_replace(entry, split=split))
+        listings[split].videos.append(replace(entry, split=split))
     _link_originals(listings)
     return listings
 
