@@ -55,7 +55,7 @@ class ShardSet:
         manifest = read_json(directory / "manifest.json", "shard manifest")
         try:
             shards = [(directory / s["name"], int(s["samples"])) for s in manifest["shards"]]
-            counts = manifest["counts"]["label"]
+            counts = manifest["samples_by_label"]
             class_counts = (int(counts.get("0", 0)), int(counts.get("1", 0)))
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"{directory / 'manifest.json'}: not a shard manifest ({err!r})") from None
@@ -91,7 +91,7 @@ def video_key(sample_key: str) -> str:
     return sample_key.rsplit("-clip", 1)[0]
 
 
-def _decode_png(data: bytes) -> np.ndarray:
+def _decode_image(data: bytes) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError("undecodable frame")
@@ -184,7 +184,7 @@ def decode_sample(sample: dict, spec: InputSpec, rng: np.random.Generator | None
         chosen = names[::step][:spec.frames]
         if len(chosen) < spec.frames:
             raise ValueError(f"clip has {len(names)} frames, the model needs {spec.frames}")
-    frames = np.stack([_decode_png(sample[n]) for n in chosen])
+    frames = np.stack([_decode_image(sample[n]) for n in chosen])
     frames = augment(frames, rng) if (augment is not None and rng is not None) else resize_frames(frames, spec.image_size)
     out = {"label": _label(sample), "video": video_key(sample["__key__"]), "key": sample["__key__"],
            "pixels": torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))}
