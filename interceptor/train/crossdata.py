@@ -20,7 +20,6 @@ from interceptor.train.curriculum import load_curriculum
 from interceptor.train.data import DataError, InputSpec, resolve_shard_sets
 from interceptor.train.distributed import DistInfo, barrier
 from interceptor.train.evaluate import predict_clips
-from interceptor.train.trainer import StageRun
 from interceptor.utils import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -28,14 +27,15 @@ log = logging.getLogger(__name__)
 CELL_METRICS = ("video_mean_auc", "video_mean_log_loss", "video_mean_eer", "video_confident_auc", "video_mean_count")
 
 
-def update_cross_dataset(cfg: Config, run: StageRun, shards_root: Path, root: Path, dist: DistInfo) -> dict:
-    """Evaluate the stage's best model on every eval set and add its row (collective)."""
+def update_cross_dataset(cfg: Config, stage_id: int, model_dir: Path, shards_root: Path, root: Path,
+                         dist: DistInfo) -> dict:
+    """Evaluate the model a stage ended with (``model_dir``) on every eval set and add its row (collective)."""
     path = root / "cross_dataset.json"
     matrix = json.loads(path.read_text()) if path.is_file() else {"columns": [], "rows": {}}
-    row_name = f"stage {run.stage_id}"
+    row_name = f"stage {stage_id}"
     if row_name in matrix["rows"]:
         return matrix
-    model = load_model(run.run_dir / "best", map_location="cpu").to(dist.device)
+    model = load_model(model_dir, map_location="cpu").to(dist.device)
     spec = InputSpec(model.input_kind, cfg.model.image_size, cfg.model.frames_per_clip)
     row = {}
     for pattern in load_curriculum(cfg).eval_sets:
@@ -54,7 +54,7 @@ def update_cross_dataset(cfg: Config, run: StageRun, shards_root: Path, root: Pa
     if dist.is_main:
         atomic_write_json(path, matrix)
         atomic_write_text(root / "cross_dataset.md", markdown_table(matrix))
-        log.info("%s: cross-dataset row for %s: %s", run.specialist, row_name,
+        log.info("cross-dataset row for %s: %s", row_name,
                  ", ".join(f"{c} AUC {v['video_mean_auc']:.3f}" for c, v in row.items()))
     barrier()
     return matrix

@@ -63,19 +63,30 @@ def train_specialist(args: argparse.Namespace, specialist: str) -> int:
     if dist.is_main:
         marker.unlink(missing_ok=True)
     barrier()
+    last_trained = runs[0][0].init_from if runs else None  # the model the next run starts from
     try:
         for index, (run, run_cfg) in enumerate(runs):
             stage_ends = index + 1 == len(runs) or runs[index + 1][0].stage_id != run.stage_id
-            if args.resume == "auto" and (run.run_dir / "done.json").is_file():
+            if run.init_from is not None:
+                run.init_from = last_trained  # past chunks that had nothing to train on
+            done = run.run_dir / "done.json"
+            if args.resume == "auto" and done.is_file():
                 log.info("%s: %s already finished, skipping", specialist, run.name)
+            elif not has_training_data(run, args.shards):
+                log.warning("%s: %s has no training samples (%s), skipping it", specialist, run.name,
+                            ", ".join(run.train_sets))
+                if dist.is_main:
+                    atomic_write_json(done, {"skipped": "no training samples"})
             else:
                 check_init(run)
                 log.info("%s: %s starting (%s)", specialist, run.name, run.run_dir)
                 summary = Trainer(run_cfg, run, args.shards, dist, resume=args.resume == "auto").fit()
                 log.info("%s: %s finished: best %s %.4f at step %d", specialist, run.name, summary["metric"],
                          summary["best_metric"], summary["best_step"])
-            if stage_ends:
-                update_cross_dataset(run_cfg, run, args.shards, root, dist)
+            if (run.run_dir / "best" / "model.safetensors").is_file():
+                last_trained = run.run_dir / "best"
+            if stage_ends and last_trained is not None:
+                update_cross_dataset(run_cfg, run.stage_id, last_trained, args.shards, root, dist)
     except Preempted as stop:
         log.warning("%s", stop)
         if dist.is_main:
@@ -85,6 +96,12 @@ def train_specialist(args: argparse.Namespace, specialist: str) -> int:
         log.error("%s", err)
         return 2
     return 0
+
+
+def has_training_data(run, shards_root: Path) -> bool:
+    from interceptor.train.data import resolve_shard_sets
+
+    return sum(s.samples for s in resolve_shard_sets(shards_root, run.train_sets, f"{run.name}: train")) > 0
 
 
 def train_parallel(args: argparse.Namespace, specialists: list[str]) -> int:
