@@ -16,11 +16,12 @@ LIPS_IN_FACE_BOX = ((0.6, 1.0), (0.2, 0.8))  # rows and columns of the mouth reg
 
 def lip_region(clip: Tensor, margin: float) -> Tensor:
     """The lower-middle part of the face box of (B, T, 3, H, W) crops that keep ``margin`` context per side."""
-    height, width = clip.shape[-2:]
+    def span(start: float, stop: float, pixels: int) -> slice:
+        first = int(round((margin + start) / (1 + 2 * margin) * pixels))
+        return slice(first, max(first + 1, int(round((margin + stop) / (1 + 2 * margin) * pixels))))
+
     (top, bottom), (left, right) = LIPS_IN_FACE_BOX
-    to_crop = lambda f, n: int(round((margin + f) / (1 + 2 * margin) * n))  # noqa: E731
-    return clip[..., to_crop(top, height):max(to_crop(bottom, height), to_crop(top, height) + 1),
-                to_crop(left, width):max(to_crop(right, width), to_crop(left, width) + 1)]
+    return clip[..., span(top, bottom, clip.shape[-2]), span(left, right, clip.shape[-1])]
 
 
 def similarity(a: Tensor, b: Tensor, heads: int) -> Tensor:
