@@ -1,12 +1,13 @@
 """Training throughput of the six detectors against the bare backbone, on this machine's CPU.
 
-    python bench/models.py [--backbone efficientnet_b4] [--sizes 224 380] [--batch 2] [--rounds 5]
+    python bench/models.py [--backbone efficientnet_b4] [--sizes 224 380] [--batch 2] [--rounds 6]
 
-For every crop size, one forward+backward step (batch ``--batch``, SGD-free: gradients only) is timed for
+For every crop size, forward+backward steps (batch ``--batch``, gradients only, no optimizer) are timed for
 the bare backbone (feature map, global pooling, linear layer: what a plain classifier fine-tune costs) and for
-each detector, interleaved round by round so that load on the machine hits all of them alike; the fastest
-step of each (the one least disturbed by other load, as ``timeit`` does) gives samples/s and the overhead
-ratio (detector step time / bare backbone step time). Clip models
+each detector: a warm-up step each, then ``--rounds`` rounds of one step per model, interleaved so that a
+burst of other load on the machine hits different models in each round. The fastest step of each (the one
+least disturbed, as ``timeit`` does) gives samples/s and the overhead ratio (detector step time / bare
+backbone step time). Clip models
 get ``--frames`` frames (the backbone sees one key frame, the specialist module all of them).
 """
 
@@ -56,7 +57,7 @@ def benchmark(backbone: str, size: int, batch: int, rounds: int, frames: int) ->
     times: dict[str, list[float]] = {name: [] for name in models}
     for name, model in models.items():  # warm-up: allocator, oneDNN kernel selection
         train_step_seconds(model, inputs[name])
-    for _ in range(rounds):
+    for _ in range(rounds):  # interleaved, so that a burst of other load hits different models in each round
         for name, model in models.items():
             times[name].append(train_step_seconds(model, inputs[name]))
     base = min(times["backbone"])
@@ -68,14 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone", default="efficientnet_b4")
     parser.add_argument("--sizes", type=int, nargs="+", default=[224, 380])
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=6, help="timed steps per model, one per round")
     parser.add_argument("--frames", type=int, default=8, help="frames per clip for TM and AV")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     results = {size: benchmark(args.backbone, size, args.batch, args.rounds, args.frames) for size in args.sizes}
     print(f"{platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}; "
-          f"{args.backbone}, batch {args.batch}, {args.frames} frames per clip, best of {args.rounds} rounds\n")
+          f"{args.backbone}, batch {args.batch}, {args.frames} frames per clip, best of {args.rounds} steps\n")
     header = " | ".join(f"{s} px samples/s | {s} px × backbone" for s in args.sizes)
     print(f"| model | {header} |")
     print("| --- |" + " ---: | ---: |" * len(args.sizes))
