@@ -27,7 +27,7 @@ TRAINING = {
     "TM": (60, 16, 0.9),
     "LL": (200, 16, 0.6),
     "BG": (200, 16, 0.6),
-    "AV": (150, 16, None),
+    "AV": (150, 16, 0.6),
 }
 FRAMES_PER_CLIP = {"frame": (0, 3, 6), "clip": 4}  # frames taken from each 8-frame crop clip
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from interceptor.models.blocks import GRID, ConvBNAct, ConvBranch, FrameEncoder, SpecialistModule, temporal_stats
-from interceptor.models.filters import LogMelSpectrogram
+from interceptor.models.filters import LogMelSpectrogram, luma
 from interceptor.models.registry import register_specialist
 from interceptor.schema import ModelConfig
 
@@ -16,11 +16,17 @@ LIPS_IN_FACE_BOX = ((0.6, 1.0), (0.2, 0.8))  # rows and columns of the mouth reg
 
 def lip_region(clip: Tensor, margin: float) -> Tensor:
     """The lower-middle part of the face box of (B, T, 3, H, W) crops that keep ``margin`` context per side."""
-    height, width = clip.shape[-2:]
+    def span(start: float, stop: float, pixels: int) -> slice:
+        first = int(round((margin + start) / (1 + 2 * margin) * pixels))
+        return slice(first, max(first + 1, int(round((margin + stop) / (1 + 2 * margin) * pixels))))
+
     (top, bottom), (left, right) = LIPS_IN_FACE_BOX
-    to_crop = lambda f, n: int(round((margin + f) / (1 + 2 * margin) * n))  # noqa: E731
-    return clip[..., to_crop(top, height):max(to_crop(bottom, height), to_crop(top, height) + 1),
-                to_crop(left, width):max(to_crop(right, width), to_crop(left, width) + 1)]
+    return clip[..., span(top, bottom, clip.shape[-2]), span(left, right, clip.shape[-1])]
+
+
+def standardize(x: Tensor) -> Tensor:
+    """Zero mean, unit variance over the last axis (time)."""
+    return (x - x.mean(dim=-1, keepdim=True)) / (x.std(dim=-1, unbiased=False, keepdim=True) + 1e-4)
 
 
 def similarity(a: Tensor, b: Tensor, heads: int) -> Tensor:
@@ -28,6 +34,14 @@ def similarity(a: Tensor, b: Tensor, heads: int) -> Tensor:
     a = F.normalize(a.unflatten(-1, (heads, -1)), dim=-1).transpose(1, 2)
     b = F.normalize(b.unflatten(-1, (heads, -1)), dim=-1).transpose(1, 2)
     return a @ b.transpose(-1, -2)
+
+
+def mouth_loudness_correlation(lip_pixels: Tensor, log_mel: Tensor) -> Tensor:
+    """(B, 1, T, T): standardised mouth darkness of frame i (an open mouth is dark) times standardised audio
+    loudness in frame window j; in sync, the diagonal is large."""
+    mouth = -luma(lip_pixels.float()).mean(dim=(-3, -2, -1))  # (B, T)
+    loudness = F.adaptive_avg_pool1d(log_mel.mean(dim=2), mouth.shape[1]).squeeze(1)  # (B, T)
+    return (standardize(mouth)[:, :, None] * standardize(loudness)[:, None, :])[:, None]
 
 
 @register_specialist("av")
@@ -39,7 +53,8 @@ class AudioVisualModule(SpecialistModule):
     - audio: the audio stream, a CNN over the log-mel spectrogram (64 mels, 25 ms windows every 10 ms) of the
       16 kHz waveform;
     - sync: audio-visual correlation, the cosine similarity of every frame's lip embedding with the audio
-      embedding of every frame's time window (a (T, T) matrix per head: in sync its diagonal stands out);
+      embedding of every frame's time window (a (T, T) matrix per head: in sync its diagonal stands out),
+      and the same matrix for fixed signals, mouth darkness against audio loudness;
     - consistency: temporal audio consistency, the self-similarity of the audio embedding over the clip.
 
     Where ``audio_mask`` is 0 the waveform is zeroed and the three audio branches are replaced by a learned
@@ -54,7 +69,7 @@ class AudioVisualModule(SpecialistModule):
         super().__init__({
             "lips": ConvBranch(3 * lip_width, width, stride=1),
             "audio": ConvBranch(audio_width, width, stride=1),
-            "sync": ConvBranch(heads, width, stride=1),
+            "sync": ConvBranch(heads + 1, width, stride=1),
             "consistency": ConvBranch(heads, width, stride=2),
         })
         self.margin = config.context_margin
@@ -69,16 +84,19 @@ class AudioVisualModule(SpecialistModule):
 
     def signals(self, clip: Tensor, audio: Tensor) -> dict[str, Tensor]:
         frames = clip.shape[1]
-        lips = self.lip_encoder(lip_region(clip, self.margin))  # (B, T, C, h, w)
+        lip_pixels = lip_region(clip, self.margin)
+        lips = self.lip_encoder(lip_pixels)  # (B, T, C, h, w)
         lip_sequence = self.lip_embed(lips.mean(dim=(-2, -1)))  # (B, T, E)
-        spectrum = self.audio_encoder(self.log_mel(audio))  # (B, C, mels/4, steps)
+        log_mel = self.log_mel(audio)
+        spectrum = self.audio_encoder(log_mel)  # (B, C, mels/4, steps)
         steps = spectrum.mean(dim=2)  # (B, C, steps)
         audio_fine = self.audio_embed(steps.transpose(1, 2))  # (B, steps, E)
         audio_per_frame = self.audio_embed(F.adaptive_avg_pool1d(steps, frames).transpose(1, 2))  # (B, T, E)
         return {
             "lips": temporal_stats(lips),
             "audio": spectrum,
-            "sync": similarity(lip_sequence, audio_per_frame, self.heads),
+            "sync": torch.cat([similarity(lip_sequence, audio_per_frame, self.heads),
+                               mouth_loudness_correlation(lip_pixels, log_mel)], dim=1),
             "consistency": similarity(audio_fine, audio_fine, self.heads),
         }
 

@@ -1,7 +1,8 @@
 """Learned building blocks shared by the specialist modules, and their common base class.
 
-A specialist module is a fixed signal-processing front-end (:mod:`interceptor.models.filters`) that turns its
-input into named signals, and one small CNN branch per signal. Every branch output is adaptive-pooled to a
+A specialist module is a front-end that turns its input into named signals (fixed signal-processing filters
+from :mod:`interceptor.models.filters`; AV adds learned lip and audio encoders), and one small CNN branch per
+signal. Every branch output is adaptive-pooled to a
 7x7 grid and the branches are concatenated: the module's output is (B, C, 7, 7), C the sum of branch widths.
 """
 

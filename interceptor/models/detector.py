@@ -76,8 +76,8 @@ class Detector(nn.Module):
         frames = self.config.frames_per_clip
         device = self.backbone.mean.device
         generator = torch.Generator().manual_seed(0)
-        image_shape = (batch_size, 3, size, size) if self.input_kind == "frame" else (batch_size, frames, 3, size, size)
-        inputs = {self.input_names[0]: torch.rand(image_shape, generator=generator)}
+        frame_shape = (3, size, size) if self.input_kind == "frame" else (frames, 3, size, size)
+        inputs = {self.input_names[0]: torch.rand((batch_size, *frame_shape), generator=generator)}
         if self.input_kind == "clip+audio":
             samples = int(round(self.config.clip_seconds * self.config.audio_rate))
             inputs["audio"] = (torch.rand(batch_size, samples, generator=generator) * 2 - 1) * 0.5
@@ -99,7 +99,8 @@ def build_model(specialist: str, backbone: str = "efficientnet_b4", pretrained: 
     known = {f.name for f in dataclasses.fields(ModelConfig)}
     unknown = sorted(set(cfg) - known)
     if unknown:
-        raise TypeError(f"build_model: unknown model option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        raise TypeError(f"build_model: unknown model option(s) {', '.join(unknown)} "
+                        f"(known: {', '.join(sorted(known))})")
     config = ModelConfig(backbone=backbone, pretrained=pretrained,
                          pretrained_path=str(pretrained_path) if pretrained_path else None, **cfg)
     config.classifier_hidden = list(config.classifier_hidden)

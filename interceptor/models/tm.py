@@ -90,7 +90,10 @@ class TemporalModule(SpecialistModule):
         detail = local_mean((y.flatten(0, 1) - low).abs(), 5)
         low, detail = low.unflatten(0, (batch, frames)), detail.unflatten(0, (batch, frames))
         mean_change = change.abs().mean(dim=1)
-        acceleration = (change[:, 1:] - change[:, :-1]).abs().mean(dim=1) if frames > 2 else torch.zeros_like(mean_change)
+        if frames > 2:
+            acceleration = (change[:, 1:] - change[:, :-1]).abs().mean(dim=1)
+        else:  # two frames have no second difference
+            acceleration = torch.zeros_like(mean_change)
         flicker = torch.cat([
             low.std(dim=1, unbiased=False) / (low.mean(dim=1) + _EPS),
             detail.std(dim=1, unbiased=False) / (detail.mean(dim=1) + _EPS),
