@@ -183,7 +183,7 @@ class ModelConfig:
     pretrained: bool = False  # timm's own pretrained weights (must be reachable); set true for real training
     pretrained_path: str | None = None  # local backbone weights (.safetensors, or a .pt/.pth state dict)
     image_size: int = 380  # side of the square face crop in pixels (any size works; this one is the default)
-    context_margin: float = 0.25  # context kept around the face box, per side, as a fraction of the box side
+    context_margin: float = 0.333  # context around the face box, per side, as a fraction of the box side: shards.margin
     frames_per_clip: int = 8  # T: frames in a clip for TM and AV (the models accept any T >= 2)
     clip_seconds: float = 0.64  # time a clip spans: its frames are clip_seconds / T apart
     audio_rate: int = 16000  # AV waveform sample rate in Hz

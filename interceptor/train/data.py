@@ -49,6 +49,7 @@ class ShardSet:
     urls: tuple[str, ...]
     samples: int
     class_counts: tuple[int, int]  # real, fake samples
+    margin: float  # context margin the crops were cut with (shards.margin)
 
     @classmethod
     def load(cls, root: Path, directory: Path) -> ShardSet:
@@ -57,13 +58,14 @@ class ShardSet:
             shards = [(directory / s["name"], int(s["samples"])) for s in manifest["shards"]]
             counts = manifest["samples_by_label"]
             class_counts = (int(counts.get("0", 0)), int(counts.get("1", 0)))
+            margin = float(manifest["settings"]["margin"])
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"{directory / 'manifest.json'}: not a shard manifest ({err!r})") from None
         missing = [str(p) for p, _ in shards if not p.is_file()]
         if missing:
             raise DataError(f"{directory / 'manifest.json'}: shards listed but missing: {', '.join(missing[:3])}")
         return cls(str(directory.relative_to(root)), tuple(str(p) for p, n in shards if n > 0),
-                   sum(n for _, n in shards), class_counts)
+                   sum(n for _, n in shards), class_counts, margin)
 
 
 def resolve_shard_sets(root: str | Path, patterns: list[str], what: str) -> list[ShardSet]:

@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file
 from tqdm import tqdm
 
-from interceptor.config import save_resolved, to_dict
+from interceptor.config import ConfigError, save_resolved, to_dict
 from interceptor.models import build_model
 from interceptor.models.export import export_model
 from interceptor.schema import Config
@@ -113,6 +113,10 @@ class Trainer:
         self.train_sets = resolve_shard_sets(shards_root, run.train_sets, f"{run.name}: train")
         self.val_sets = resolve_shard_sets(shards_root, run.val_sets, f"{run.name}: val")
         self.class_counts = tuple(sum(s.class_counts[c] for s in self.train_sets) for c in (0, 1))
+        for shard_set in self.train_sets + self.val_sets:
+            if abs(shard_set.margin - cfg.model.context_margin) > 1e-3:
+                raise ConfigError(f"model.context_margin is {cfg.model.context_margin} but {shard_set.name} was cut "
+                                  f"with margin {shard_set.margin} (shards.margin): set them equal")
         global_batch = cfg.data.batch_size * cfg.train.grad_accum * dist.world
         train_samples = sum(s.samples for s in self.train_sets)
         self.steps_per_epoch = cfg.data.steps_per_epoch or max(1, math.ceil(train_samples / global_batch))
