@@ -19,7 +19,7 @@ from artifact_measures import decode_audio, decode_frames
 @dataclass(frozen=True)
 class ClipSpec:
     size: int = 64  # crop side in pixels
-    margin: float = 0.25  # context per side, fraction of the face box side (ModelConfig.context_margin)
+    margin: float = 0.333  # context per side, fraction of the face box side (ModelConfig.context_margin)
     frames: int = 8  # frames per clip
     stride: int = 2  # video frames between clip frames: 8 frames every 2nd frame at 25 fps span 0.64 s
     clips: int = 3  # clips per video, evenly spread over it
