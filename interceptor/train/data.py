@@ -389,7 +389,11 @@ class EvalStream(IterableDataset):
         return batch
 
 
-def loader(dataset: IterableDataset, cfg: DataConfig) -> DataLoader:
+def loader(dataset: IterableDataset, cfg: DataConfig, seed: int = 0) -> DataLoader:
+    """A DataLoader over a batch stream. It draws its workers' base seed from its own generator, not from the
+    global torch RNG, so creating a loader (at a resume, at an evaluation) leaves the model's dropout
+    sequence untouched."""
     workers = max(0, cfg.workers)
     return DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=torch.cuda.is_available(),
-                      prefetch_factor=cfg.prefetch if workers else None, persistent_workers=False)
+                      prefetch_factor=cfg.prefetch if workers else None, persistent_workers=False,
+                      generator=torch.Generator().manual_seed(seed))

@@ -187,7 +187,7 @@ class Trainer:
                              self.run.specialist in self.cfg.data.augment.preserve_pixels,
                              self.cfg.train.seed, self.epoch, self.dist.rank, self.dist.world,
                              skip=self.position, first_worker=self.batches_in_epoch % workers)
-        return iter(loader(stream, self.cfg.data))
+        return iter(loader(stream, self.cfg.data, seed=self.cfg.train.seed + self.epoch))
 
     def fit(self) -> dict:
         """Train (resuming when a checkpoint exists); returns the best validation result."""
