@@ -60,7 +60,10 @@ def test_run_directory_records_config_commit_and_tensorboard(cm_run):
     run = cm_run / "stage1-ffpp"
     info = json.loads((run / "run.json").read_text())
     assert info["world_size"] == 2 and info["precision"] == "fp32" and info["git_commit"]
-    assert "specialist" in (run / "config.yaml").read_text()  # the fully resolved config
+    from interceptor.config import load_config
+
+    resolved = load_config(run / "config.yaml")  # the fully resolved config, stage values applied
+    assert resolved.train.lr == 1e-3 and resolved.train.epochs == 5 and resolved.data.steps_per_epoch == 30
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
     assert EXPECTED_SCALARS <= set(events.Tags()["scalars"])

@@ -174,7 +174,21 @@ class Trainer:
         self.counters.update(state["counters"])
         set_rng_state(state["rng"][self.dist.rank])
 
+    def _sync_batchnorm(self) -> None:
+        """Average BatchNorm running statistics over the ranks.
+
+        Unlike DDP, DeepSpeed does not broadcast buffers, so each rank's running statistics follow its own
+        batches. They are averaged (as timm's training script does) before every evaluation and checkpoint:
+        evaluations then score one model on every rank, the exported model is that model, and a resumed run
+        starts from the buffers the uninterrupted one had.
+        """
+        if self.dist.world > 1:
+            from timm.utils import distribute_bn
+
+            distribute_bn(self.engine.module, self.dist.world, reduce=True)
+
     def _save(self, best: bool = False) -> None:
+        self._sync_batchnorm()
         step = self.engine.global_steps
         self.ckpt.save(self.engine, step_tag(step), self._client_state(), best=best)
         log.info("%s: checkpoint %s saved", self.run.name, step_tag(step))
@@ -298,6 +312,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ evaluation
 
     def _evaluate_and_select(self) -> None:
+        self._sync_batchnorm()
         step = self.engine.global_steps
         predictions = predict_clips(self.engine.module, self.val_sets, self.cfg.data, self.spec, self.dist, self.dtype,
                                     self.cfg.train.channels_last, self.cfg.train.sample_images)
