@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -107,6 +106,18 @@ def test_exported_model_reloads_with_the_same_logits(cm_run, shards_root):
 # ------------------------------------------------------------------------------------------------ exact resume
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants at once (torchrun puts its workers in their own sessions)."""
+    import psutil
+
+    parent = psutil.Process(pid)
+    for process in [parent, *parent.children(recursive=True)]:
+        try:
+            process.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+
+
 def final_weights(root: Path) -> dict[str, torch.Tensor]:
     """Module weights of the last checkpoint (our own run: DeepSpeed's pickle format is trusted here)."""
     checkpoints = root / "ll" / "stage1-ffpp" / "checkpoints"
@@ -124,7 +135,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, shards_root):
 
     # The same run, SIGKILLed (every process) once its step-8 checkpoint (mid second epoch) is written.
     killed = tmp_path / "killed"
-    process = subprocess.Popen(torchrun_command([*common, "--run-dir", killed]), cwd=REPO, start_new_session=True,
+    process = subprocess.Popen(torchrun_command([*common, "--run-dir", killed]), cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     latest = killed / "ll" / "stage1-ffpp" / "checkpoints" / "latest"
     deadline = time.time() + 400
@@ -132,7 +143,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, shards_root):
         assert process.poll() is None, "the run ended before it could be killed"
         assert time.time() < deadline, "no checkpoint at step 8"
         time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
+    kill_tree(process.pid)
     process.wait()
     assert not (killed / "ll" / "stage1-ffpp" / "done.json").exists()
 

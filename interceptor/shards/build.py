@@ -6,8 +6,10 @@ Two stages, so that the shards depend only on the videos and the settings (never
    written, atomically, to a per-video file under ``<shard set>/.work/task-TTT/``. Originals (and fakes whose
    original is not in the shard set) go first; then the fakes, which reuse their original's face track. A
    video that gives no clip is recorded with its reason. A rerun finds these files and skips the work.
-2. **Shards**, in sorted video order: the per-video samples are packed into size-bounded tars, each written
-   under a temporary name and renamed when complete; then the manifest; then the work files are removed.
+2. **Shards**, in shuffled but deterministic video order (by the SHA-256 of the video's path, so real and fake
+   videos, and the methods, mix within every shard): the per-video samples are packed into size-bounded tars,
+   each written under a temporary name and renamed when complete; then the manifest; then the work files are
+   removed.
 
 Multi-node (``task``): the shard sets' videos are split deterministically between ``count`` tasks, keeping each
 original with its fakes. Each task writes ``shard-TTT-NNNNN.tar`` and a partial manifest; the last task to
@@ -17,6 +19,7 @@ only ever cleans up its own leftovers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import multiprocessing as mp
@@ -130,7 +133,8 @@ class ShardSetBuild:
     def pack(self) -> Path:
         """Write this task's shards and its manifest (part), then drop the work files."""
         records = self.records()
-        samples = (sample for v in self.videos for sample in _work_samples(self.work_file(v)))
+        order = sorted(self.videos, key=lambda v: hashlib.sha256(v.path.encode()).hexdigest())
+        samples = (sample for v in order for sample in _work_samples(self.work_file(v)))
         task = self.task.index
         shards = write_shards(samples, self.directory, lambda n: f"shard-{task:03d}-{n:05d}.tar",
                               self.settings["shard_max_samples"], self.settings["shard_max_bytes"],

@@ -273,7 +273,10 @@ def _class_stream(urls: list[str], label: int | None, rng: random.Random, sampli
         barren += 1
         if barren > 4 * len(urls) + 8:
             which = "any class" if label is None else f"class {label}"
-            raise DataError(f"no readable samples of {which} in shards {urls[:3]}{'...' if len(urls) > 3 else ''}")
+            hint = ("; with data.sampling=partition each rank and worker needs both classes in its shards: "
+                    "use data.sampling=resample or data.balance=loss") if sampling == "partition" else ""
+            raise DataError(f"no readable samples of {which} in shards {urls[:3]}{'...' if len(urls) > 3 else ''}"
+                            f"{hint}")
 
 
 def _shuffled(samples: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:
