@@ -8,11 +8,25 @@ chunk, in the configured chunk order.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from interceptor.config import ConfigError, apply_overrides, from_dict, read_yaml, resolve_path, to_dict
 from interceptor.schema import Config, CurriculumConfig, StageConfig
-from interceptor.train.trainer import StageRun
+
+
+@dataclass
+class StageRun:
+    """One training run: a stage (or one chunk of it) for one specialist."""
+
+    specialist: str
+    stage_id: int
+    name: str  # e.g. "stage1-ffpp" or "stage4-dfdc chunk 09"
+    run_dir: Path
+    train_sets: list[str]
+    val_sets: list[str]
+    epochs: int
+    init_from: Path | None = None  # an exported model directory to start from
 
 
 def load_curriculum(cfg: Config) -> CurriculumConfig:
@@ -71,3 +85,20 @@ def check_init(run: StageRun) -> None:
         raise ConfigError(f"{run.name} starts from the previous run's best model, but {run.init_from} does not exist: "
                           "train the earlier stage first (or set init: none for this stage)")
 
+
+
+def check_margins(cfg: Config, shard_sets) -> None:
+    """The model must read the crops with the context margin they were cut with."""
+    for shard_set in shard_sets:
+        if abs(shard_set.margin - cfg.model.context_margin) > 1e-3:
+            raise ConfigError(f"model.context_margin is {cfg.model.context_margin} but {shard_set.name} was cut with "
+                              f"margin {shard_set.margin} (shards.margin): set them equal")
+
+
+def validate_runs(runs: list[tuple[StageRun, Config]], shards_root: Path) -> None:
+    """Fail fast, before any process group or engine exists: every run's shard sets exist and fit its config."""
+    from interceptor.train.data import resolve_shard_sets
+
+    for run, run_cfg in runs:
+        check_margins(run_cfg, resolve_shard_sets(shards_root, run.train_sets, f"{run.name}: train")
+                      + resolve_shard_sets(shards_root, run.val_sets, f"{run.name}: val"))

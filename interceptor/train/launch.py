@@ -29,6 +29,29 @@ from interceptor.utils import atomic_write_json, setup_logging
 log = logging.getLogger("interceptor.train")
 
 
+def parse_specialists(value: str) -> list[str]:
+    names = list(SPECIALISTS) if value.lower() == "all" else [v.strip().lower() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in SPECIALISTS]
+    if unknown or not names:
+        raise ConfigError(f"--specialist: unknown specialist(s) {unknown or value!r} "
+                          f"(choose from {', '.join(SPECIALISTS)}, a comma list, or all)")
+    return list(dict.fromkeys(names))
+
+
+def split_overrides(overrides: list[str], specialists: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """``KEY=VALUE`` applies to every specialist, ``SPEC:KEY=VALUE`` to that one alone: (shared, per specialist)."""
+    shared, specific = [], {s: [] for s in specialists}
+    for item in overrides:
+        head, sep, rest = item.partition(":")
+        if sep and "=" not in head:
+            if head.lower() not in specific:
+                raise ConfigError(f"override '{item}': {head!r} is not one of the specialists being trained")
+            specific[head.lower()].append(rest)
+        else:
+            shared.append(item)
+    return shared, specific
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="launcher/train.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,20 +69,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def train_specialist(args: argparse.Namespace, specialist: str) -> int:
     """Train one specialist on the processes of this torchrun job (collective: every rank runs it)."""
-    from interceptor.train.crossdata import update_cross_dataset
-    from interceptor.train.curriculum import check_init, plan_runs
+    from interceptor.train.curriculum import check_init, plan_runs, validate_runs
     from interceptor.train.data import DataError
+
+    # Everything that can be checked without a process group is checked first: config errors come in seconds.
+    cfg = load_config(args.config, args.overrides)
+    stage_ids = [int(s) for s in args.stage.split(",")] if args.stage else None
+    root = args.run_dir / specialist
+    runs = plan_runs(cfg, specialist, root, stage_ids)
+    try:
+        validate_runs(runs, args.shards)
+    except DataError as err:
+        print(f"data error: {err}", file=sys.stderr)
+        return 2
+    check_engine_config(cfg)
+
+    from interceptor.train.crossdata import update_cross_dataset
     from interceptor.train.distributed import barrier, init_distributed
     from interceptor.train.trainer import EXIT_PREEMPTED, Preempted, Trainer
 
-    cfg = load_config(args.config, args.overrides)
-    stage_ids = [int(s) for s in args.stage.split(",")] if args.stage else None
     dist = init_distributed()
     if not dist.is_main:
         logging.getLogger().setLevel(logging.WARNING)
-    root = args.run_dir / specialist
     marker = root / "preempted.json"
-    runs = plan_runs(cfg, specialist, root, stage_ids)
     if dist.is_main:
         marker.unlink(missing_ok=True)
     barrier()
@@ -98,6 +130,16 @@ def train_specialist(args: argparse.Namespace, specialist: str) -> int:
     return 0
 
 
+def check_engine_config(cfg) -> None:
+    """Precision and DeepSpeed settings, checked before DeepSpeed starts."""
+    import torch
+
+    from interceptor.train.engine import deepspeed_config, resolve_precision
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    deepspeed_config(cfg, resolve_precision(cfg.train.precision, device))
+
+
 def has_training_data(run, shards_root: Path) -> bool:
     from interceptor.train.data import resolve_shard_sets
 
@@ -108,7 +150,7 @@ def train_parallel(args: argparse.Namespace, specialists: list[str]) -> int:
     """Supervise one torchrun job per specialist on this machine's devices."""
     import torch
 
-    from interceptor.train.parallel import run_parallel, split_overrides
+    from interceptor.train.parallel import run_parallel
 
     shared, specific = split_overrides(args.overrides, specialists)
     cfg = load_config(args.config, shared)
@@ -133,8 +175,6 @@ def train_parallel(args: argparse.Namespace, specialists: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from interceptor.train.parallel import parse_specialists
-
     setup_logging()
     args = build_parser().parse_args(argv)
     try:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 
-from interceptor import SPECIALISTS
 from interceptor.config import ConfigError
 from interceptor.train.distributed import free_port
 from interceptor.utils import atomic_write_json
@@ -28,29 +27,6 @@ from interceptor.utils import atomic_write_json
 log = logging.getLogger("interceptor.parallel")
 
 LAUNCHER = Path(__file__).resolve().parents[2] / "launcher" / "train.py"
-
-
-def parse_specialists(value: str) -> list[str]:
-    names = list(SPECIALISTS) if value.lower() == "all" else [v.strip().lower() for v in value.split(",") if v.strip()]
-    unknown = [n for n in names if n not in SPECIALISTS]
-    if unknown or not names:
-        raise ConfigError(f"--specialist: unknown specialist(s) {unknown or value!r} "
-                          f"(choose from {', '.join(SPECIALISTS)}, a comma list, or all)")
-    return list(dict.fromkeys(names))
-
-
-def split_overrides(overrides: list[str], specialists: list[str]) -> tuple[list[str], dict[str, list[str]]]:
-    """``KEY=VALUE`` applies to every specialist, ``SPEC:KEY=VALUE`` to that one alone: (shared, per specialist)."""
-    shared, specific = [], {s: [] for s in specialists}
-    for item in overrides:
-        head, sep, rest = item.partition(":")
-        if sep and "=" not in head:
-            if head.lower() not in specific:
-                raise ConfigError(f"override '{item}': {head!r} is not one of the specialists being trained")
-            specific[head.lower()].append(rest)
-        else:
-            shared.append(item)
-    return shared, specific
 
 
 @dataclass

@@ -19,7 +19,6 @@ import math
 import random
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +26,12 @@ import torch
 from safetensors.torch import load_file
 from tqdm import tqdm
 
-from interceptor.config import ConfigError, save_resolved, to_dict
+from interceptor.config import save_resolved, to_dict
 from interceptor.models import build_model
 from interceptor.models.export import export_model
 from interceptor.schema import Config
 from interceptor.train.checkpoint import CheckpointManager, step_tag
+from interceptor.train.curriculum import StageRun, check_margins
 from interceptor.train.data import InputSpec, TrainStream, loader, model_inputs, resolve_shard_sets
 from interceptor.train.distributed import DistInfo, all_gather_objects, any_rank, barrier, broadcast_object
 from interceptor.train.evaluate import predict_clips
@@ -47,20 +47,6 @@ EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed on a signal, run again to resum
 
 class Preempted(Exception):
     """Raised after the checkpoint taken on SIGTERM/SIGINT/SIGUSR1 was written on every rank."""
-
-
-@dataclass
-class StageRun:
-    """One training run: a stage (or one chunk of it) for one specialist."""
-
-    specialist: str
-    stage_id: int
-    name: str  # e.g. "stage1-ffpp" or "stage4-dfdc chunk 09"
-    run_dir: Path
-    train_sets: list[str]
-    val_sets: list[str]
-    epochs: int
-    init_from: Path | None = None  # an exported model directory to start from
 
 
 class PreemptionFlag:
@@ -113,10 +99,7 @@ class Trainer:
         self.train_sets = resolve_shard_sets(shards_root, run.train_sets, f"{run.name}: train")
         self.val_sets = resolve_shard_sets(shards_root, run.val_sets, f"{run.name}: val")
         self.class_counts = tuple(sum(s.class_counts[c] for s in self.train_sets) for c in (0, 1))
-        for shard_set in self.train_sets + self.val_sets:
-            if abs(shard_set.margin - cfg.model.context_margin) > 1e-3:
-                raise ConfigError(f"model.context_margin is {cfg.model.context_margin} but {shard_set.name} was cut "
-                                  f"with margin {shard_set.margin} (shards.margin): set them equal")
+        check_margins(cfg, self.train_sets + self.val_sets)
         global_batch = cfg.data.batch_size * cfg.train.grad_accum * dist.world
         train_samples = sum(s.samples for s in self.train_sets)
         self.steps_per_epoch = cfg.data.steps_per_epoch or max(1, math.ceil(train_samples / global_batch))
