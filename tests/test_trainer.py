@@ -38,7 +38,7 @@ def cm_run(tmp_path_factory, shards_root):
     tmp = tmp_path_factory.mktemp("cm")
     curriculum = write_curriculum(tmp / "curriculum.yaml", [stage(epochs=5)], eval_sets=["ffpp/test"])
     result = torchrun(["--specialist", "cm", "--stage", "1", "--shards", shards_root, "--run-dir", tmp / "runs",
-                       f"curriculum={curriculum}", "data.batch_size=8", "data.steps_per_epoch=30", "data.workers=1",
+                       f"curriculum={curriculum}", "data.batch_size=8", "data.steps_per_epoch=40", "data.workers=1",
                        "train.log_every=5", "train.checkpoint_every=1000"], timeout=900, log=tmp / "train.log")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return tmp / "runs" / "cm"
@@ -62,12 +62,12 @@ def test_run_directory_records_config_commit_and_tensorboard(cm_run):
     from interceptor.config import load_config
 
     resolved = load_config(run / "config.yaml")  # the fully resolved config, stage values applied
-    assert resolved.train.lr == 1e-3 and resolved.train.epochs == 5 and resolved.data.steps_per_epoch == 30
+    assert resolved.train.lr == 1e-3 and resolved.train.epochs == 5 and resolved.data.steps_per_epoch == 40
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
     assert EXPECTED_SCALARS <= set(events.Tags()["scalars"])
     assert {"val/roc", "val/samples"} <= set(events.Tags()["images"])
-    assert len(events.Scalars("train/loss")) == 150 // 5
+    assert len(events.Scalars("train/loss")) == 200 // 5
     lrs = [e.value for e in events.Scalars("train/lr")]
     assert lrs[-1] < max(lrs)  # warm-up then cosine decay
 
@@ -76,7 +76,7 @@ def test_checkpoints_keep_the_last_and_the_best(cm_run):
     checkpoints = cm_run / "stage1-ffpp" / "checkpoints"
     tags = sorted(p.name for p in checkpoints.iterdir() if p.is_dir())
     latest, best = (checkpoints / "latest").read_text().strip(), (checkpoints / "best").read_text().strip()
-    assert latest == "step00000150" and best in tags and latest in tags
+    assert latest == "step00000200" and best in tags and latest in tags
     assert len(tags) <= 3  # keep_last (2) plus the best
     assert not [p for p in checkpoints.iterdir() if p.name.startswith(".")]
 
