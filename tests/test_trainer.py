@@ -94,7 +94,7 @@ def test_exported_model_reloads_with_the_same_logits(cm_run, shards_root):
     model = load_model(best)
     assert sorted(load_file(str(best / "model.safetensors"))) == sorted(model.state_dict())
     cfg = load_config(None, ["data.workers=0"])
-    spec = InputSpec(model.input_kind, cfg.model.image_size, cfg.model.frames_per_clip)
+    spec = InputSpec.of(model)
     predictions = predict_clips(model, resolve_shard_sets(shards_root, ["ffpp/val"], "val"), cfg.data, spec,
                                 DistInfo(0, 1, 0, torch.device("cpu")))
     # The exported weights reproduce the validation the trainer recorded when it picked them.

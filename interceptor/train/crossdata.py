@@ -36,7 +36,7 @@ def update_cross_dataset(cfg: Config, stage_id: int, model_dir: Path, shards_roo
     if row_name in matrix["rows"]:
         return matrix
     model = load_model(model_dir, map_location="cpu").to(dist.device)
-    spec = InputSpec(model.input_kind, cfg.model.image_size, cfg.model.frames_per_clip)
+    spec = InputSpec.of(model)
     row = {}
     for pattern in load_curriculum(cfg).eval_sets:
         try:

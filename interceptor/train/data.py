@@ -111,6 +111,14 @@ class InputSpec:
     kind: str  # "frame", "clip" or "clip+audio"
     image_size: int
     frames: int  # clip length the model expects (clips are sub-sampled or cropped to it)
+    audio_samples: int = 0  # waveform length per clip for AV: clip_seconds x audio_rate
+
+    @classmethod
+    def of(cls, model) -> InputSpec:
+        """The input spec of a built detector (``interceptor.models``), from its own config."""
+        config = model.config
+        return cls(model.input_kind, config.image_size, config.frames_per_clip,
+                   int(round(config.clip_seconds * config.audio_rate)))
 
 
 class Augmenter:
@@ -144,15 +152,23 @@ class Augmenter:
         if rng.random() < self.cfg.hflip:
             frames = frames[:, :, ::-1]
         if self.cfg.color_jitter > 0:
-            j = self.cfg.color_jitter
-            brightness, contrast, saturation = rng.uniform(1 - j, 1 + j, size=3)
-            f = frames.astype(np.float32) * brightness
-            mean = f.mean(axis=(1, 2, 3), keepdims=True)
-            f = (f - mean) * contrast + mean
-            grey = f.mean(axis=3, keepdims=True)
-            f = (f - grey) * saturation + grey
-            frames = np.clip(f + 0.5, 0, 255).astype(np.uint8)
+            frames = color_jitter(np.ascontiguousarray(frames), *rng.uniform(1 - self.cfg.color_jitter,
+                                                                             1 + self.cfg.color_jitter, size=3))
         return np.ascontiguousarray(frames)
+
+
+def color_jitter(frames: np.ndarray, brightness: float, contrast: float, saturation: float) -> np.ndarray:
+    """Brightness, then contrast about the clip's mean, then saturation against grey, on uint8 frames.
+
+    Brightness and contrast fold into one saturating affine map per clip; OpenCV does both steps in uint8.
+    """
+    mean = float(frames.mean()) * brightness
+    out = np.empty_like(frames)
+    for i, frame in enumerate(frames):
+        adjusted = cv2.convertScaleAbs(frame, alpha=brightness * contrast, beta=mean * (1 - contrast))
+        grey = cv2.cvtColor(cv2.cvtColor(adjusted, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+        out[i] = cv2.addWeighted(adjusted, saturation, grey, 1 - saturation, 0)
+    return out
 
 
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
@@ -198,6 +214,18 @@ def decode_sample(sample: dict, spec: InputSpec, rng: np.random.Generator | None
     return out
 
 
+def fit_audio(audio: torch.Tensor, samples: int) -> torch.Tensor:
+    """A clip's int16 waveform brought to ``samples``: the audio spans exactly the clip's frames, so a clip of
+    another duration (another frame rate) is stretched linearly, which keeps audio window i on frame i.
+    No audio gives zeros."""
+    if len(audio) == samples:
+        return audio
+    if len(audio) == 0:
+        return torch.zeros(samples, dtype=torch.int16)
+    positions = np.linspace(0, len(audio) - 1, samples)
+    return torch.from_numpy(np.interp(positions, np.arange(len(audio)), audio.numpy()).round().astype(np.int16))
+
+
 def collate(items: list[dict], spec: InputSpec) -> dict:
     """Stack decoded samples into a batch; frame models' (B, 1, 3, H, W) become (B, 3, H, W)."""
     batch = {"label": torch.tensor([i["label"] for i in items]), "video": [i["video"] for i in items],
@@ -205,11 +233,7 @@ def collate(items: list[dict], spec: InputSpec) -> dict:
     pixels = torch.stack([i["pixels"] for i in items])
     batch["pixels"] = pixels[:, 0] if spec.kind == "frame" else pixels
     if spec.kind == "clip+audio":
-        length = max([len(i["audio"]) for i in items] + [1])
-        audio = torch.zeros(len(items), length, dtype=torch.int16)
-        for row, item in enumerate(items):
-            audio[row, :len(item["audio"])] = item["audio"]
-        batch["audio"] = audio
+        batch["audio"] = torch.stack([fit_audio(i["audio"], spec.audio_samples) for i in items])
         batch["audio_mask"] = torch.tensor([i["audio_mask"] for i in items])
     return batch
 

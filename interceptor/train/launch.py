@@ -105,9 +105,9 @@ def train_specialist(args: argparse.Namespace, specialist: str) -> int:
             if args.resume == "auto" and done.is_file():
                 log.info("%s: %s already finished, skipping", specialist, run.name)
             elif not has_training_data(run, args.shards):
-                log.warning("%s: %s has no training samples (%s), skipping it", specialist, run.name,
-                            ", ".join(run.train_sets))
                 if dist.is_main:
+                    log.warning("%s: %s has no training samples (%s), skipping it", specialist, run.name,
+                                ", ".join(run.train_sets))
                     atomic_write_json(done, {"skipped": "no training samples"})
             else:
                 check_init(run)

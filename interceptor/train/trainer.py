@@ -119,7 +119,7 @@ class Trainer:
         model.to(self.dist.device)
         if cfg.train.channels_last:
             model.to(memory_format=torch.channels_last)
-        self.spec = InputSpec(model.input_kind, cfg.model.image_size, cfg.model.frames_per_clip)
+        self.spec = InputSpec.of(model)
         self.engine, self.optimizer, self.scheduler = build_engine(model, cfg, self.precision, self.total_steps)
         if cfg.train.compile:
             self.engine.compile()
