@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from interceptor.config import ConfigError, load_config
 from interceptor.utils import setup_logging
@@ -30,7 +31,31 @@ def _synth(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from interceptor.demo import run_demo
 
-    run_demo(args.out, load_config(args.config, args.overrides))
+    run_demo(args.out, load_config(args.config, args.overrides), args.config, args.overrides)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from interceptor import SPECIALISTS
+    from interceptor.export import collect_models
+
+    cfg = load_config(args.config, args.overrides)
+    collected = collect_models(cfg, args.runs, args.out, list(SPECIALISTS))
+    for spec, info in collected.items():
+        print(f"{spec}: {info['model']}" + (" (+ student)" if info["student"] else ""))
+    return 0 if collected else 1
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from interceptor.evaluation import run_eval
+
+    cfg = load_config(args.config, args.overrides)
+    try:
+        run_eval(args.models, args.shards, args.out, cfg, args.splits, args.device)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"report: {args.out / 'report.md'}")
     return 0
 
 
@@ -134,10 +159,34 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     _add_shards_parser(sub)
+
+    train = sub.add_parser("train", add_help=False,
+                           help="train specialists (as launcher/train.py; run it under torchrun for data parallel)")
+    train.set_defaults(func=None)
+
+    export = sub.add_parser("export", help="collect a curriculum's trained specialists into a models directory")
+    export.add_argument("--runs", required=True, type=Path, help="the training run root (RUN of launcher/train.py)")
+    export.add_argument("--out", required=True, type=Path, help="the models directory to write")
+    _add_config_args(export)
+    export.set_defaults(func=_export)
+
+    evaluate = sub.add_parser("eval", help="video-level reports of the specialists and the fitted agent")
+    evaluate.add_argument("--models", required=True, type=Path, help="models directory (interceptor export)")
+    evaluate.add_argument("--shards", required=True, type=Path, help="root holding ffpp/, celebdf/, dfdc/")
+    evaluate.add_argument("--splits", type=_list_of(str), help="shard sets to report on (default: eval.splits)")
+    evaluate.add_argument("--out", required=True, type=Path, help="report directory")
+    evaluate.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    _add_config_args(evaluate)
+    evaluate.set_defaults(func=_eval)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:  # the trainer has its own parser (launcher/train.py)
+        from interceptor.train.launch import main as train_main
+
+        return train_main(argv[1:])
     setup_logging()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

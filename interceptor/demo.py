@@ -1,21 +1,114 @@
-"""The end-to-end demo on the synthetic corpus (``make demo`` / ``interceptor demo``)."""
+"""The end-to-end demo on the synthetic corpus (``make demo`` / ``interceptor demo``).
+
+1. generate the synthetic corpus;  2. build the shards;  3. train all six specialists through the curriculum
+(the ``--specialist all`` supervisor, ``parallel.devices`` CPU processes);  4. collect the models, evaluate,
+fit the agent and write the report;  5. predict on a held-out synthetic video and on the real DFDC sample;
+6. print the results table: each specialist's AUC on its own artifact family and on all fakes, and the agent's.
+Every step skips work that is already done, so a rerun continues where it stopped.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
+from interceptor import SPECIALISTS
+from interceptor.config import REPO_ROOT, to_dict
+from interceptor.metrics import roc_auc
 from interceptor.schema import Config
-from interceptor.synth import generate_corpus
+from interceptor.synth import MANIFEST, generate_corpus
+from interceptor.synth.corpus import DATASET_DIRS
+from interceptor.utils import atomic_write_json
 
 log = logging.getLogger(__name__)
 
+DFDC_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "dfdc_sample"
 
-def run_demo(out: str | Path, cfg: Config) -> None:
-    """Generate the synthetic corpus under ``out/corpus``."""
-    out = Path(out)
-    start = time.time()
+
+def _build_shards(corpus: Path, shards: Path, cfg: Config) -> None:
+    from interceptor.shards.build import build_shards
+
+    for dataset, directory in DATASET_DIRS.items():
+        build_shards(dataset, corpus / directory, shards / dataset, cfg.shards, progress=False)
+
+
+def _train(config: str | None, overrides: list[str], shards: Path, runs: Path) -> None:
+    command = [sys.executable, str(REPO_ROOT / "launcher" / "train.py"), "--specialist", "all", "--shards", str(shards),
+               "--run-dir", str(runs), *(["--config", config] if config else []), *overrides]
+    log.info("training: %s", " ".join(command))
+    result = subprocess.run(command, cwd=REPO_ROOT)
+    if result.returncode != 0:
+        raise RuntimeError(f"training failed (exit {result.returncode}); see {runs}/<specialist>/train.log, "
+                           "and rerun `make demo` to resume")
+
+
+def family_table(report: Path, corpus: Path) -> list[list]:
+    """Per specialist: AUC on test videos with its own artifact family, on all fakes; then the agent."""
+    families = {path: entry["families"] for path, entry in json.loads((corpus / MANIFEST).read_text())["videos"].items()}
+    rows = [v for split in json.loads((report / "videos.json").read_text()).values() for v in split]
+
+    def own_families(video: dict) -> dict:
+        dataset, source = video["source"].split(":", 1)
+        return families[f"{DATASET_DIRS[dataset]}/{source}"]
+
+    def auc(scorer: str, family: str | None) -> tuple[float, int]:
+        chosen = [v for v in rows if v.get(scorer) is not None and
+                  (v["label"] == 0 or family is None or family in own_families(v))]
+        labels = [v["label"] for v in chosen]
+        return roc_auc(labels, [v[scorer] for v in chosen]), sum(labels)
+
+    table = []
+    for spec in SPECIALISTS:
+        if rows and spec in rows[0]:
+            own, n_own = auc(spec, spec.upper())
+            table.append([spec.upper(), own, n_own, auc(spec, None)[0]])
+    table.append(["agent", None, None, auc("agent", None)[0]])
+    return table
+
+
+def run_demo(out: str | Path, cfg: Config, config: str | None = None, overrides: list[str] | None = None) -> dict:
+    """Run the whole demo under ``out``; returns its summary (also written to ``out/summary.json``)."""
+    from interceptor.evaluation import run_eval
+    from interceptor.export import collect_models
+    from interceptor.report import fmt, markdown_table
+
+    out = Path(out).resolve()
+    timings: dict[str, float] = {}
+    start = last = time.time()
+
+    def done(step: str) -> None:
+        nonlocal last
+        timings[step] = round(time.time() - last, 1)
+        last = time.time()
+        log.info("demo: %s done in %.0f s", step, timings[step])
+
     corpus = generate_corpus(out / "corpus", cfg.synth)
-    log.info("demo finished in %.0f s", time.time() - start)
-    print(f"synthetic corpus: {corpus.resolve()}")
+    done("synthetic corpus")
+    shards = out / "shards"
+    _build_shards(corpus, shards, cfg)
+    done("shards")
+    _train(config, list(overrides or []), shards, out / "runs")
+    done("training")
+    models = out / "models"
+    collect_models(cfg, out / "runs", models, list(SPECIALISTS))
+    metrics = run_eval(models, shards, out / "report", cfg)
+    done("evaluation")
+    table = family_table(out / "report", corpus)
+    timings["total"] = round(time.time() - start, 1)
+    summary = {"timings_s": timings, "agent_validation": metrics["agent"]["validation"],
+               "results": [dict(zip(("scorer", "auc_own_family", "own_family_fakes", "auc_all_fakes"), row))
+                           for row in table], "config": to_dict(cfg)}
+    atomic_write_json(out / "summary.json", summary)
+
+    print("\nResults on the synthetic test splits (video-level ROC-AUC):\n")
+    print(markdown_table(["specialist", "AUC, own artifact family", "fakes with it", "AUC, all fakes"], table))
+    print(f"\nDemo finished in {timings['total'] / 60:.1f} min ({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())})")
+    print(f"models: {models}")
+    print(f"report: {out / 'report' / 'report.md'}")
+    return summary

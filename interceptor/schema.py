@@ -8,7 +8,7 @@ as ``section.key=value``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 
 @dataclass
@@ -156,6 +156,9 @@ class StageConfig:
     chunks: list[int] = field(default_factory=list)  # run the stage once per chunk, in this order
     init: Literal["previous", "none"] = "previous"  # start from the previous stage's best model, or from scratch
     overrides: list[str] = field(default_factory=list)  # extra dotted overrides for this stage only
+    # A distillation stage: the previous stage's best model teaches a student built with distill.model (from
+    # scratch); its best becomes the <spec>_model_student artifact and later stages keep the teacher's chain.
+    distill: bool = False
 
 
 @dataclass
@@ -165,6 +168,15 @@ class CurriculumConfig:
     stages: list[StageConfig] = field(default_factory=list)
     # Shard sets evaluated after every stage for the cross-dataset matrix (globs allowed).
     eval_sets: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DistillConfig:
+    """Knowledge distillation into a lighter student (curriculum stages with ``distill: true``)."""
+
+    model: dict[str, Any] = field(default_factory=lambda: {"backbone": "efficientnet_b0"})  # student's model.* keys
+    temperature: float = 4.0  # softens teacher and student logits
+    alpha: float = 0.7  # weight of the soft-target loss; the labels' cross-entropy gets 1 - alpha
 
 
 @dataclass
@@ -195,6 +207,25 @@ class ModelConfig:
 
 
 @dataclass
+class AgentConfig:
+    """The weighted-vote ensemble of the specialists (``interceptor eval`` fits it, ``predict`` applies it)."""
+
+    method: Literal["stacking", "auc", "fixed"] = "stacking"  # how the vote weights are chosen on validation
+    fixed_weights: dict[str, float] = field(default_factory=lambda: {"ll": 1.0, "bg": 1.0, "av": 1.0, "cm": 2.0,
+                                                                     "rr": 1.0, "tm": 1.0})
+    fit_sets: list[str] = field(default_factory=lambda: ["ffpp/val", "celebdf/val", "dfdc/chunk-*/val"])
+    threshold: float = 0.5  # P(fake) at or above which a video is called fake
+    models_dir: str = "demo/models"  # where predict looks for models by default
+
+
+@dataclass
+class EvalConfig:
+    """``interceptor eval``: which shard sets to report on."""
+
+    splits: list[str] = field(default_factory=lambda: ["ffpp/test", "celebdf/test", "dfdc/chunk-*/test"])
+
+
+@dataclass
 class Config:
     """The whole configuration of an Interceptor run."""
 
@@ -204,4 +235,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     curriculum: str = "configs/curriculum.yaml"  # file holding the stages

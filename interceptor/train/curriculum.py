@@ -8,6 +8,7 @@ chunk, in the configured chunk order.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ class StageRun:
     val_sets: list[str]
     epochs: int
     init_from: Path | None = None  # an exported model directory to start from
+    teacher: Path | None = None  # distillation: the exported model that teaches this run's student
 
 
 def load_curriculum(cfg: Config) -> CurriculumConfig:
@@ -39,8 +41,11 @@ def load_curriculum(cfg: Config) -> CurriculumConfig:
 
 
 def stage_config(cfg: Config, stage: StageConfig) -> Config:
-    """The run config of a stage: its lr (times ``train.lr_scale``), loss and epochs, then its own overrides."""
-    overrides = [f"train.lr={stage.lr * cfg.train.lr_scale}", f"train.loss={stage.loss}", f"train.epochs={stage.epochs}", *stage.overrides]
+    """The run config of a stage: its lr (times ``train.lr_scale``), loss and epochs, the student's model keys for
+    a distillation stage, then the stage's own overrides."""
+    student = [f"model.{key}={json.dumps(value)}" for key, value in cfg.distill.model.items()] if stage.distill else []
+    overrides = [f"train.lr={stage.lr * cfg.train.lr_scale}", f"train.loss={stage.loss}",
+                 f"train.epochs={stage.epochs}", *student, *stage.overrides]
     return from_dict(Config, apply_overrides(to_dict(cfg), overrides, Config), f"stage {stage.id} ({stage.name})")
 
 
@@ -68,22 +73,24 @@ def plan_runs(cfg: Config, specialist: str, run_root: Path, stage_ids: list[int]
                 run_dir = run_root / stage_dir(stage) / f"chunk-{chunk:02d}"
                 name = f"stage {stage.id} chunk {chunk:02d}"
                 train = [p.replace("{chunk}", f"{chunk:02d}") for p in stage.train]
-            init = None if stage.init == "none" and chunk in (None, chunks[0]) else previous_best
+            init = None if (stage.init == "none" or stage.distill) and chunk in (None, chunks[0]) else previous_best
             run = StageRun(specialist=specialist, stage_id=stage.id, name=name, run_dir=run_dir, train_sets=train,
                            val_sets=[p.replace("{chunk}", f"{chunk:02d}") if chunk is not None else p
                                      for p in stage.val],
-                           epochs=stage.epochs, init_from=init)
+                           epochs=stage.epochs, init_from=init, teacher=previous_best if stage.distill else None)
             if stage_ids is None or stage.id in stage_ids:
                 runs.append((run, run_cfg))
-            previous_best = run_dir / "best"
+            if not stage.distill:
+                previous_best = run_dir / "best"
     return runs
 
 
 def check_init(run: StageRun) -> None:
-    """A run that starts from a previous model needs that model; say which run to train first."""
-    if run.init_from is not None and not (run.init_from / "model.safetensors").is_file():
-        raise ConfigError(f"{run.name} starts from the previous run's best model, but {run.init_from} does not exist: "
-                          "train the earlier stage first (or set init: none for this stage)")
+    """A run that starts from (or distils) a previous model needs that model; say which run to train first."""
+    for needed, what in ((run.init_from, "starts from"), (run.teacher, "is taught by")):
+        if needed is not None and not (needed / "model.safetensors").is_file():
+            raise ConfigError(f"{run.name} {what} the previous run's best model, but {needed} does not exist: "
+                              "train the earlier stage first (or set init: none for this stage)")
 
 
 

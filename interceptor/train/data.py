@@ -205,6 +205,7 @@ def decode_sample(sample: dict, spec: InputSpec, rng: np.random.Generator | None
     frames = np.stack([_decode_image(sample[n]) for n in chosen])
     frames = augment(frames, rng) if (augment is not None and rng is not None) else resize_frames(frames, spec.image_size)
     out = {"label": _label(sample), "video": video_key(sample["__key__"]), "key": sample["__key__"],
+           "source": f"{meta['dataset']}:{meta['source']}",
            "pixels": torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))}
     if spec.kind == "clip+audio":
         has_audio = bool(meta.get("has_audio")) and "audio.npy" in sample
@@ -229,7 +230,7 @@ def fit_audio(audio: torch.Tensor, samples: int) -> torch.Tensor:
 def collate(items: list[dict], spec: InputSpec) -> dict:
     """Stack decoded samples into a batch; frame models' (B, 1, 3, H, W) become (B, 3, H, W)."""
     batch = {"label": torch.tensor([i["label"] for i in items]), "video": [i["video"] for i in items],
-             "key": [i["key"] for i in items]}
+             "key": [i["key"] for i in items], "source": [i["source"] for i in items]}
     pixels = torch.stack([i["pixels"] for i in items])
     batch["pixels"] = pixels[:, 0] if spec.kind == "frame" else pixels
     if spec.kind == "clip+audio":

@@ -26,6 +26,8 @@ class ClipPredictions:
     videos: list[str]
     labels: list[int]
     probs: list[float]
+    sources: list[str]  # "dataset:path relative to the dataset root" of each clip's video
+    has_input: list[bool]  # False where the model's input was missing (AV: no audio track)
     samples: np.ndarray | None  # a few uint8 crops (N, 3, H, W) from rank 0, for TensorBoard
 
     def metrics(self, threshold: float = 0.5, min_confident: int = 11) -> dict[str, float]:
@@ -40,7 +42,7 @@ def predict_clips(model: nn.Module, shard_sets: list[ShardSet], data_cfg: DataCo
     """P(fake) for every clip of ``shard_sets``; each rank scores its share, the results are gathered."""
     was_training = model.training
     model.eval()
-    keys, labels, probs, samples = [], [], [], None
+    keys, labels, probs, sources, present, samples = [], [], [], [], [], None
     stream = EvalStream(shard_sets, data_cfg, spec, dist.rank, dist.world)
     with torch.autocast(dist.device.type, dtype=dtype, enabled=dtype != torch.float32):
         for batch in loader(stream, data_cfg):
@@ -48,16 +50,20 @@ def predict_clips(model: nn.Module, shard_sets: list[ShardSet], data_cfg: DataCo
             probs += torch.softmax(model(**inputs).float(), dim=-1)[:, 1].cpu().tolist()
             keys += batch["key"]
             labels += batch["label"].tolist()
+            sources += batch["source"]
+            present += batch["audio_mask"].tolist() if "audio_mask" in batch else [True] * len(batch["key"])
             if samples is None and sample_images and dist.is_main:
                 pixels = batch["pixels"] if batch["pixels"].dim() == 4 else batch["pixels"][:, 0]
                 samples = pixels[:sample_images].numpy()
     model.train(was_training)
     # Rows of one clip (frame models with data.eval_frames=all) average into one clip score.
-    by_key: dict[str, tuple[int, list[float]]] = {}
-    for rank_keys, rank_labels, rank_probs in all_gather_objects((keys, labels, probs)):
-        for key, label, prob in zip(rank_keys, rank_labels, rank_probs):
-            by_key.setdefault(key, (label, []))[1].append(prob)
+    by_key: dict[str, tuple] = {}
+    for rank_rows in all_gather_objects((keys, labels, probs, sources, present)):
+        for key, label, prob, source, has_input in zip(*rank_rows):
+            by_key.setdefault(key, (label, [], source, bool(has_input)))[1].append(prob)
     ordered = sorted(by_key)
     return ClipPredictions(keys=ordered, videos=[video_key(k) for k in ordered],
                            labels=[by_key[k][0] for k in ordered],
-                           probs=[float(np.mean(by_key[k][1])) for k in ordered], samples=samples)
+                           probs=[float(np.mean(by_key[k][1])) for k in ordered],
+                           sources=[by_key[k][2] for k in ordered], has_input=[by_key[k][3] for k in ordered],
+                           samples=samples)

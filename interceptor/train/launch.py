@@ -101,6 +101,8 @@ def train_specialist(args: argparse.Namespace, specialist: str) -> int:
             stage_ends = index + 1 == len(runs) or runs[index + 1][0].stage_id != run.stage_id
             if run.init_from is not None:
                 run.init_from = last_trained  # past chunks that had nothing to train on
+            if run.teacher is not None:
+                run.teacher = last_trained
             done = run.run_dir / "done.json"
             if args.resume == "auto" and done.is_file():
                 log.info("%s: %s already finished, skipping", specialist, run.name)
@@ -115,10 +117,11 @@ def train_specialist(args: argparse.Namespace, specialist: str) -> int:
                 summary = Trainer(run_cfg, run, args.shards, dist, resume=args.resume == "auto").fit()
                 log.info("%s: %s finished: best %s %.4f at step %d", specialist, run.name, summary["metric"],
                          summary["best_metric"], summary["best_step"])
-            if (run.run_dir / "best" / "model.safetensors").is_file():
-                last_trained = run.run_dir / "best"
-            if stage_ends and last_trained is not None:
-                update_cross_dataset(run_cfg, run.stage_id, last_trained, args.shards, root, dist)
+            if run.teacher is None and (run.run_dir / "best" / "model.safetensors").is_file():
+                last_trained = run.run_dir / "best"  # a distilled student does not continue the chain
+            stage_model = run.run_dir / "best" if run.teacher is not None else last_trained
+            if stage_ends and stage_model is not None and (stage_model / "model.safetensors").is_file():
+                update_cross_dataset(run_cfg, run.stage_id, stage_model, args.shards, root, dist)
     except Preempted as stop:
         log.warning("%s", stop)
         if dist.is_main:

@@ -48,3 +48,13 @@ def build_loss(name: str, class_counts: Sequence[int] | None = None, focal_gamma
             raise ValueError("train.loss=weighted_ce needs class counts from the shard manifests")
         return nn.CrossEntropyLoss(weight=class_weights(class_counts))
     raise ValueError(f"train.loss: unknown loss {name!r} (choose from {', '.join(LOSSES)})")
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
+                      hard_loss: nn.Module, temperature: float, alpha: float) -> torch.Tensor:
+    """Hinton et al. (2015): ``alpha`` T^2 KL(teacher || student) at temperature T, plus ``1 - alpha`` of the
+    labels' loss."""
+    t = temperature
+    soft = F.kl_div(F.log_softmax(student_logits.float() / t, dim=-1), F.softmax(teacher_logits.float() / t, dim=-1),
+                    reduction="batchmean") * t * t
+    return alpha * soft + (1 - alpha) * hard_loss(student_logits.float(), target)

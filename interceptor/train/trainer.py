@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from interceptor.config import save_resolved, to_dict
 from interceptor.models import build_model
-from interceptor.models.export import export_model
+from interceptor.models.export import export_model, load_model
 from interceptor.schema import Config
 from interceptor.train.checkpoint import CheckpointManager, step_tag
 from interceptor.train.curriculum import StageRun, check_margins
@@ -36,7 +36,7 @@ from interceptor.train.data import InputSpec, TrainStream, loader, model_inputs,
 from interceptor.train.distributed import DistInfo, all_gather_objects, any_rank, barrier, broadcast_object
 from interceptor.train.evaluate import predict_clips
 from interceptor.train.engine import PRECISION_DTYPES, build_engine, loss_scale, resolve_precision
-from interceptor.train.losses import build_loss
+from interceptor.train.losses import build_loss, distillation_loss
 from interceptor.train.monitor import RunMonitor
 from interceptor.utils import atomic_write_json, git_commit
 
@@ -123,6 +123,10 @@ class Trainer:
         self.engine, self.optimizer, self.scheduler = build_engine(model, cfg, self.precision, self.total_steps)
         if cfg.train.compile:
             self.engine.compile()
+        self.teacher = None
+        if run.teacher is not None:  # distillation: a frozen teacher scores every training batch too
+            self.teacher = load_model(run.teacher, map_location="cpu").to(self.dist.device).eval().requires_grad_(False)
+            log.info("%s: distilling %s into a %s student", run.name, run.teacher, cfg.model.backbone)
         counts = self.class_counts if cfg.train.loss == "weighted_ce" or cfg.data.balance == "loss" else None
         loss_name = "weighted_ce" if cfg.data.balance == "loss" and cfg.train.loss == "ce" else cfg.train.loss
         self.loss_fn = build_loss(loss_name, counts, cfg.train.focal_gamma).to(self.dist.device)
@@ -139,6 +143,7 @@ class Trainer:
             "train_sets": [s.name for s in self.train_sets], "val_sets": [s.name for s in self.val_sets],
             "class_counts": list(self.class_counts), "steps_per_epoch": self.steps_per_epoch,
             "init_from": str(self.run.init_from) if self.run.init_from else None,
+            "teacher": str(self.run.teacher) if self.run.teacher else None,
         })
 
     # ------------------------------------------------------------------------------------------ state
@@ -254,7 +259,13 @@ class Trainer:
         inputs = model_inputs(batch, self.spec, self.dist.device, self.dtype, self.cfg.train.channels_last)
         labels = batch["label"].to(self.dist.device)
         logits = self.engine(**inputs)
-        loss = self.loss_fn(logits.float(), labels)
+        if self.teacher is None:
+            loss = self.loss_fn(logits.float(), labels)
+        else:
+            with torch.no_grad(), torch.autocast(self.dist.device.type, self.dtype, enabled=self.precision != "fp32"):
+                teacher_logits = self.teacher(**inputs)
+            loss = distillation_loss(logits, teacher_logits, labels, self.loss_fn, self.cfg.distill.temperature,
+                                     self.cfg.distill.alpha)
         if any_rank(not torch.isfinite(loss).item(), self.dist.device):
             self.counters["nonfinite_skipped"] += 1  # no backward, no step: the weights stay clean
             log.warning("%s: non-finite loss at step %d skipped on all ranks", self.run.name, self.engine.global_steps)

@@ -1,0 +1,199 @@
+"""``interceptor eval``: video-level reports for the specialists and the agent, with plots.
+
+    interceptor eval --models MODELS --shards SHARDS [--splits ffpp/test,...] --out REPORT
+
+1. Every specialist in MODELS scores the agent's fit sets (validation) and the report splits, video by video
+   (the mean of its clips' probabilities; AV has no input on videos without an audio track).
+2. The agent's weights are fitted on validation (``agent.method``) and saved to ``MODELS/agent.json``.
+3. For each split: AUC, average precision, log loss, EER, accuracy at the threshold, per-class accuracy and F1
+   of every specialist and of the agent, also per manipulation method; ROC curves and the agent's confusion
+   matrix as PNG.
+4. The cross-dataset matrix: each stage's model (``MODELS/<spec>_model/stages``) on each split.
+5. ``REPORT/report.md`` links it all; ``REPORT/metrics.json`` and ``REPORT/videos.json`` hold the numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from interceptor.agent import Agent, fit_agent
+from interceptor.export import model_dirs
+from interceptor.metrics import binary_metrics
+from interceptor.models.export import load_model
+from interceptor.report import confusion_plot, fmt, markdown_table, roc_plot, write_markdown
+from interceptor.schema import Config
+from interceptor.train.data import InputSpec, resolve_shard_sets
+from interceptor.train.distributed import DistInfo
+from interceptor.train.evaluate import predict_clips
+from interceptor.utils import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+TABLE_METRICS = ("auc", "ap", "log_loss", "eer", "accuracy", "accuracy_real", "accuracy_fake", "f1", "count")
+
+
+@dataclass
+class VideoScores:
+    """One split's videos: labels, sources and each scorer's P(fake) (NaN where its input is missing)."""
+
+    videos: list[str]
+    labels: np.ndarray
+    sources: list[str]
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def method(self, video: str) -> str:
+        """The manipulation method field of a video key (``dataset-split-method-videoid``)."""
+        return video.split("-")[2]
+
+    def to_json(self) -> list[dict]:
+        return [{"video": v, "label": int(self.labels[i]), "source": self.sources[i],
+                 **{name: (None if np.isnan(s[i]) else float(s[i])) for name, s in self.scores.items()}}
+                for i, v in enumerate(self.videos)]
+
+
+def score_videos(model: torch.nn.Module, shard_sets, cfg: Config, dist: DistInfo) -> tuple[list[str], dict]:
+    """(video ids, {video: (label, source, P(fake) or NaN without input)}) for one model over shard sets."""
+    predictions = predict_clips(model, shard_sets, cfg.data, InputSpec.of(model), dist)
+    grouped: dict[str, list] = {}
+    for video, label, prob, source, present in zip(predictions.videos, predictions.labels, predictions.probs,
+                                                    predictions.sources, predictions.has_input):
+        entry = grouped.setdefault(video, [label, source, [], present])
+        entry[2].append(prob)
+        entry[3] = entry[3] and present
+    return sorted(grouped), {v: (e[0], e[1], float(np.mean(e[2])) if e[3] else float("nan"))
+                             for v, e in grouped.items()}
+
+
+def collect_scores(models: dict[str, torch.nn.Module], shards_root: Path, pattern: str, cfg: Config,
+                   dist: DistInfo) -> VideoScores | None:
+    """Every model's video scores on the shard sets of ``pattern`` (None when nothing matches)."""
+    from interceptor.train.data import DataError
+
+    try:
+        shard_sets = resolve_shard_sets(shards_root, [pattern], "eval")
+    except DataError:
+        log.warning("no shard set matches %s under %s: skipped", pattern, shards_root)
+        return None
+    table: VideoScores | None = None
+    for name, model in models.items():
+        videos, scores = score_videos(model, shard_sets, cfg, dist)
+        if table is None:
+            table = VideoScores(videos, np.array([scores[v][0] for v in videos]), [scores[v][1] for v in videos])
+        table.scores[name] = np.array([scores[v][2] for v in videos])
+    return table if table is not None and table.videos else None
+
+
+def split_metrics(table: VideoScores, threshold: float) -> dict[str, dict]:
+    """Per scorer: metrics on all videos of the split, and per manipulation method (its fakes vs all reals)."""
+    out = {}
+    methods = sorted({table.method(v) for v, label in zip(table.videos, table.labels) if label == 1})
+    for name, scores in table.scores.items():
+        present = ~np.isnan(scores)
+        entry = {"all": binary_metrics(table.labels[present], scores[present], threshold)}
+        for method in methods:
+            chosen = present & np.array([label == 0 or table.method(v) == method
+                                         for v, label in zip(table.videos, table.labels)])
+            entry[method] = binary_metrics(table.labels[chosen], scores[chosen], threshold)
+        out[name] = entry
+    return out
+
+
+def cross_dataset(models_dir: Path, shards_root: Path, splits: list[str], cfg: Config,
+                  dist: DistInfo) -> dict[str, dict[str, dict[str, float]]]:
+    """{specialist: {stage: {split: video AUC}}} from the per-stage models."""
+    matrix: dict[str, dict] = {}
+    for spec, directory in model_dirs(models_dir).items():
+        stages = sorted(p for p in (directory / "stages").glob("*") if (p / "model.safetensors").is_file())
+        for stage in stages:
+            model = load_model(stage).to(dist.device)
+            row = matrix.setdefault(spec, {}).setdefault(stage.name, {})
+            for split in splits:
+                table = collect_scores({spec: model}, shards_root, split, cfg, dist)
+                if table is not None:
+                    present = ~np.isnan(table.scores[spec])
+                    row[split] = binary_metrics(table.labels[present], table.scores[spec][present])["auc"]
+    return matrix
+
+
+def run_eval(models_dir: Path, shards_root: Path, out: Path, cfg: Config, splits: list[str] | None = None,
+             device: str | None = None) -> dict:
+    """Evaluate, fit and save the agent, write the report; returns the metrics."""
+    splits = splits or cfg.eval.splits
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dist = DistInfo(0, 1, 0, dev)
+    models = {spec: load_model(d).to(dev) for spec, d in model_dirs(models_dir).items()}
+    if not models:
+        raise FileNotFoundError(f"{models_dir}: no <specialist>_model directories (run `interceptor export` first)")
+    log.info("evaluating %s on %s", ", ".join(models), ", ".join(splits))
+
+    fit_tables = [t for t in (collect_scores(models, shards_root, p, cfg, dist) for p in cfg.agent.fit_sets) if t]
+    if not fit_tables:
+        raise FileNotFoundError(f"no validation shard sets match agent.fit_sets {cfg.agent.fit_sets} under {shards_root}")
+    fit_labels = np.concatenate([t.labels for t in fit_tables])
+    fit_scores = {s: np.concatenate([t.scores[s] for t in fit_tables]) for s in models}
+    agent = fit_agent(fit_scores, fit_labels, cfg.agent.method, cfg.agent.fixed_weights, cfg.agent.threshold)
+    agent.save(models_dir / "agent.json")
+    log.info("agent (%s): weights %s, validation AUC %.3f, log loss %.3f", agent.method,
+             {s: round(w, 3) for s, w in agent.weights.items()}, agent.validation["auc"], agent.validation["log_loss"])
+
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict = {"agent": {"method": agent.method, "weights": agent.weights, "validation": agent.validation},
+                     "splits": {}}
+    videos: dict[str, list] = {}
+    sections = [("Agent", _agent_section(agent))]
+    for split in splits:
+        table = collect_scores(models, shards_root, split, cfg, dist)
+        if table is None:
+            continue
+        table.scores["agent"] = agent.vote_many({s: table.scores[s] for s in models})
+        name = split.replace("/", "_").replace("*", "all")
+        roc = roc_plot({s: (table.labels[~np.isnan(v)], v[~np.isnan(v)]) for s, v in table.scores.items()},
+                       f"{split}: video level", out / f"roc_{name}.png")
+        confusion = confusion_plot(table.labels, table.scores["agent"], agent.threshold, f"agent on {split}",
+                                   out / f"confusion_{name}.png")
+        metrics = split_metrics(table, agent.threshold)
+        results["splits"][split] = metrics
+        videos[split] = table.to_json()
+        sections.append((f"{split} ({len(table.videos)} videos)", _split_section(metrics, roc.name, confusion.name)))
+    results["cross_dataset"] = cross_dataset(models_dir, shards_root, splits, cfg, dist)
+    sections.append(("Cross-dataset matrix", _cross_section(results["cross_dataset"], splits)))
+    atomic_write_json(out / "metrics.json", results)
+    atomic_write_json(out / "videos.json", videos)
+    write_markdown(out / "report.md", sections, "Interceptor evaluation report")
+    log.info("report written to %s", out / "report.md")
+    return results
+
+
+def _agent_section(agent: Agent) -> str:
+    rows = [[s, w, agent.validation["specialist_auc"].get(s)] for s, w in agent.weights.items()]
+    return (f"Weights fitted on validation by **{agent.method}** ({agent.validation['videos']} videos); calibration: "
+            f"log loss of the ensemble probability {fmt(agent.validation['log_loss'])}, AUC "
+            f"{fmt(agent.validation['auc'])}. A specialist without input for a video (AV without audio) is left out "
+            "of its vote and the others renormalised.\n\n"
+            + markdown_table(["specialist", "weight", "validation AUC"], rows))
+
+
+def _split_section(metrics: dict, roc: str, confusion: str) -> str:
+    rows = [[name, *[entry["all"][m] for m in TABLE_METRICS]] for name, entry in metrics.items()]
+    methods = sorted({m for entry in metrics.values() for m in entry if m != "all"})
+    per_method = [[name, *[entry[m]["auc"] if m in entry else None for m in methods]] for name, entry in metrics.items()]
+    return "\n\n".join([
+        markdown_table(["scorer", *TABLE_METRICS], rows),
+        "AUC per manipulation method (its fakes against all real videos):",
+        markdown_table(["scorer", *methods], per_method),
+        f"![ROC]({roc}) ![confusion matrix]({confusion})",
+    ])
+
+
+def _cross_section(matrix: dict, splits: list[str]) -> str:
+    if not matrix:
+        return "No per-stage models in the models directory."
+    rows = [[spec, stage, *[cells.get(s) for s in splits]] for spec, stages in matrix.items()
+            for stage, cells in stages.items()]
+    return ("Video-level AUC of each specialist after each curriculum stage (rows: what it was trained on so far) "
+            "on each split.\n\n" + markdown_table(["specialist", "trained through", *splits], rows))

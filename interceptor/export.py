@@ -1,0 +1,74 @@
+"""Collect a curriculum's trained specialists into a self-contained models directory.
+
+    MODELS/<spec>_model/                 the specialist's final model (the last stage's best), safetensors + JSON
+    MODELS/<spec>_model/stages/<stage>/  the best model at the end of every stage (the cross-dataset matrix rows)
+    MODELS/<spec>_model_student/         the distilled student, where the curriculum has a distillation stage
+    MODELS/agent.json                    the ensemble weights (written by ``interceptor eval``)
+
+Every model loads with ``interceptor.models.export.load_model`` alone (no DeepSpeed, no pickle).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from interceptor.schema import Config
+from interceptor.train.curriculum import load_curriculum, plan_runs, stage_dir
+
+log = logging.getLogger(__name__)
+
+MODEL_SUFFIX = "_model"
+STUDENT_SUFFIX = "_model_student"
+
+
+def _copy_model(source: Path, target: Path) -> None:
+    """Copy an exported model directory atomically (a temporary sibling, then a rename)."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in ("model.safetensors", "model.json"):
+        shutil.copy2(source / name, tmp / name)
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+
+
+def collect_models(cfg: Config, run_root: Path, out: Path, specialists: list[str]) -> dict[str, dict]:
+    """Copy each specialist's final, per-stage and student models from ``run_root`` into ``out``."""
+    curriculum = {s.id: s for s in load_curriculum(cfg).stages}
+    collected = {}
+    for spec in specialists:
+        final = student = None
+        stages: dict[str, Path] = {}
+        for run, _ in plan_runs(cfg, spec, run_root / spec):
+            best = run.run_dir / "best"
+            if not (best / "model.safetensors").is_file():
+                continue
+            stage = curriculum[run.stage_id]
+            if stage.distill:
+                student = best
+            else:
+                final = best
+                stages[stage_dir(stage)] = best  # a chunked stage's last chunk with a model wins
+        if final is None:
+            log.warning("%s: no trained model under %s", spec, run_root / spec)
+            continue
+        target = out / f"{spec}{MODEL_SUFFIX}"
+        _copy_model(final, target)
+        for name, best in stages.items():
+            _copy_model(best, target / "stages" / name)
+        if student is not None:
+            _copy_model(student, out / f"{spec}{STUDENT_SUFFIX}")
+        collected[spec] = {"model": str(target), "stages": sorted(stages), "student": student is not None}
+        log.info("%s: final model from %s%s", spec, final, ", student too" if student else "")
+    return collected
+
+
+def model_dirs(models: Path, students: bool = False) -> dict[str, Path]:
+    """The specialists' model directories found in ``models``, in canonical order."""
+    from interceptor import SPECIALISTS
+
+    suffix = STUDENT_SUFFIX if students else MODEL_SUFFIX
+    return {s: models / f"{s}{suffix}" for s in SPECIALISTS if (models / f"{s}{suffix}" / "model.safetensors").is_file()}
