@@ -38,7 +38,8 @@ def cm_run(tmp_path_factory, shards_root):
     tmp = tmp_path_factory.mktemp("cm")
     curriculum = write_curriculum(tmp / "curriculum.yaml", [stage(epochs=5)], eval_sets=["ffpp/test"])
     result = torchrun(["--specialist", "cm", "--stage", "1", "--shards", shards_root, "--run-dir", tmp / "runs",
-                       f"curriculum={curriculum}", "data.batch_size=8", "data.steps_per_epoch=40", "data.workers=1",
+                       f"curriculum={curriculum}", "train.lr_scale=1", "data.batch_size=8", "data.steps_per_epoch=40",
+                       "data.workers=1",
                        "train.log_every=5", "train.checkpoint_every=1000"], timeout=900, log=tmp / "train.log")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return tmp / "runs" / "cm"

@@ -167,16 +167,18 @@ def extract_clips(path: str | os.PathLike, cfg: ShardsConfig, boxes: FaceTrack |
     decoded = _decode(reader, cfg, plan, detector())
     if decoded.count == 0:
         raise VideoError("no decodable video frames" + (f" ({decoded.error})" if decoded.error else ""))
-    if not plan or any(i not in decoded.frames for clip in plan for i in clip):  # fewer frames than announced
+    # the first pass's truncation (a second pass may stop before the damage): an error, or planned frames missing
+    missing = bool(plan) and any(i not in decoded.frames for clip in plan for i in clip)
+    stopped = (f"decoding stopped at frame {decoded.end} of {info.num_frames}: {decoded.error or 'end of data'}"
+               if decoded.error or missing else None)
+    if not plan or missing:  # no frame count in the header, or fewer frames than announced
         plan = plan_for(decoded.end)
         if not plan:
             span = (cfg.frames_per_clip - 1) * cfg.frame_stride + 1
             raise VideoError(f"shorter than one clip: {decoded.end} frames, a clip spans {span}")
         decoded = _decode(reader, cfg, plan, detector())
 
-    warnings = []
-    if decoded.error:
-        warnings.append(f"decoding stopped at frame {decoded.end} of {info.num_frames}: {decoded.error}")
+    warnings = [stopped] if stopped else []
     if decoded.audio_error:
         warnings.append(f"audio decoding stopped: {decoded.audio_error}")
     if boxes is not None:
