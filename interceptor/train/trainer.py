@@ -20,6 +20,7 @@ import random
 import signal
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -69,6 +70,11 @@ class PreemptionFlag:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def new_window() -> dict:
+    """The accumulators of one logging window: loss sum, micro-steps, samples, data wait, start time."""
+    return {"loss": 0.0, "micro": 0, "samples": 0, "wait": 0.0, "start": time.perf_counter()}
 
 
 def seed_everything(seed: int) -> None:
@@ -191,9 +197,8 @@ class Trainer:
                              skip=self.position, first_worker=self.batches_in_epoch % workers)
         return iter(loader(stream, self.cfg.data, seed=self.cfg.train.seed + self.epoch))
 
-    def fit(self) -> dict:
-        """Train (resuming when a checkpoint exists); returns the best validation result."""
-        self._write_run_info()
+    def prepare(self) -> None:
+        """Build the model, engine and loss, open the monitor, and start at step 0 (``fit`` then resumes)."""
         self._build()
         self.monitor = RunMonitor(self.run.run_dir, self.dist.is_main)
         self.epoch = self.step_in_epoch = self.batches_in_epoch = 0
@@ -201,6 +206,11 @@ class Trainer:
         self.best_metric, self.best_step = -math.inf, -1
         self.counters = {"nonfinite_skipped": 0, "corrupt_samples": 0}
         self.grad_norm = None
+
+    def fit(self) -> dict:
+        """Train (resuming when a checkpoint exists); returns the best validation result."""
+        self._write_run_info()
+        self.prepare()
         tag = self.ckpt.latest_tag() if self.resume else None
         tag = broadcast_object(tag)
         if tag:
@@ -225,16 +235,11 @@ class Trainer:
                    disable=not self.dist.is_main, dynamic_ncols=True, leave=False)
         while self.epoch < self.run.epochs:
             batches = self._train_loader()
-            window = {"loss": 0.0, "micro": 0, "samples": 0, "wait": 0.0, "start": time.perf_counter()}
+            window = new_window()
             while self.step_in_epoch < self.steps_per_epoch:
-                for _ in range(cfg.train.grad_accum):
-                    self._micro_step(batches, window)
-                self.step_in_epoch += 1
+                window = self.train_step(batches, window)
                 bar.update(1)
                 step = self.engine.global_steps
-                if step % cfg.train.log_every == 0:
-                    self._log_window(window, step)
-                    window = {"loss": 0.0, "micro": 0, "samples": 0, "wait": 0.0, "start": time.perf_counter()}
                 last_of_epoch = self.step_in_epoch == self.steps_per_epoch
                 if cfg.train.eval_every and step % cfg.train.eval_every == 0 and not last_of_epoch:
                     self._evaluate_and_select()
@@ -249,7 +254,19 @@ class Trainer:
             self._evaluate_and_select()
         bar.close()
 
-    def _micro_step(self, batches, window: dict) -> None:
+    def train_step(self, batches: Iterator[dict], window: dict) -> dict:
+        """One optimizer step (``train.grad_accum`` micro-steps) on the next batches; every ``train.log_every``
+        steps the window is logged and a new one returned."""
+        for _ in range(self.cfg.train.grad_accum):
+            self._micro_step(batches, window)
+        self.step_in_epoch += 1
+        step = self.engine.global_steps
+        if step % self.cfg.train.log_every == 0:
+            self._log_window(window, step)
+            return new_window()
+        return window
+
+    def _micro_step(self, batches: Iterator[dict], window: dict) -> None:
         start = time.perf_counter()
         batch = next(batches)
         window["wait"] += time.perf_counter() - start
@@ -266,7 +283,9 @@ class Trainer:
                 teacher_logits = self.teacher(**inputs)
             loss = distillation_loss(logits, teacher_logits, labels, self.loss_fn, self.cfg.distill.temperature,
                                      self.cfg.distill.alpha)
-        if any_rank(not torch.isfinite(loss).item(), self.dist.device):
+        # The one host sync of a micro-step: the guard needs the value before backward, the window reuses it.
+        loss_value = loss.item()
+        if any_rank(not math.isfinite(loss_value), self.dist.device):
             self.counters["nonfinite_skipped"] += 1  # no backward, no step: the weights stay clean
             log.warning("%s: non-finite loss at step %d skipped on all ranks", self.run.name, self.engine.global_steps)
             return
@@ -275,7 +294,7 @@ class Trainer:
         if boundary and (self.engine.global_steps + 1) % self.cfg.train.log_every == 0:
             self.grad_norm = self._grad_norm()
         self.engine.step()
-        window["loss"] += float(loss.item())
+        window["loss"] += loss_value
         window["micro"] += 1
         window["samples"] += len(labels)
 
