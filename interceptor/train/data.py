@@ -149,12 +149,13 @@ class Augmenter:
                 frames = np.stack([cv2.imdecode(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, quality])[1],
                                                 cv2.IMREAD_UNCHANGED) for f in frames])
         frames = resize_frames(frames, self.size)
-        if rng.random() < self.cfg.hflip:
-            frames = frames[:, :, ::-1]
+        flip = rng.random() < self.cfg.hflip
         if self.cfg.color_jitter > 0:
             frames = color_jitter(np.ascontiguousarray(frames), *rng.uniform(1 - self.cfg.color_jitter,
                                                                              1 + self.cfg.color_jitter, size=3))
-        return np.ascontiguousarray(frames)
+        if flip:  # after the jitter, which it does not change: the jitter reads contiguous frames
+            frames = frames[:, :, ::-1]
+        return frames  # a view when flipped: decode_sample's one copy to (T, 3, H, W) makes it contiguous
 
 
 def color_jitter(frames: np.ndarray, brightness: float, contrast: float, saturation: float) -> np.ndarray:
@@ -180,28 +181,32 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in frames])
 
 
+def frames_to_decode(sample: dict, spec: InputSpec, rng: np.random.Generator | None,
+                     eval_frames: str = "middle") -> list[str]:
+    """The keys of the frames ``decode_sample`` decodes: one random frame (training) or the middle one (or every
+    one, ``eval_frames="all"``) for frame models; ``spec.frames`` evenly spaced frames for clip models."""
+    names = _frame_names(sample)
+    if not names:
+        raise ValueError("sample has no frames")
+    if spec.kind == "frame":
+        if rng is not None:
+            return [names[int(rng.integers(len(names)))]]
+        return names if eval_frames == "all" else [names[len(names) // 2]]
+    step = max(1, len(names) // spec.frames)
+    chosen = names[::step][:spec.frames]
+    if len(chosen) < spec.frames:
+        raise ValueError(f"clip has {len(names)} frames, the model needs {spec.frames}")
+    return chosen
+
+
 def decode_sample(sample: dict, spec: InputSpec, rng: np.random.Generator | None,
                   augment: Augmenter | None, eval_frames: str = "middle") -> dict:
     """Raw shard sample -> model inputs (uint8 pixels, int16 audio) plus label and video key.
 
     ``rng`` None means evaluation: frame models see the middle frame (or every frame, ``eval_frames="all"``).
     """
-    names = _frame_names(sample)
-    if not names:
-        raise ValueError("sample has no frames")
+    chosen = frames_to_decode(sample, spec, rng, eval_frames)
     meta = json.loads(sample["json"])
-    if spec.kind == "frame":
-        if rng is not None:
-            chosen = [names[int(rng.integers(len(names)))]]
-        elif eval_frames == "all":
-            chosen = names
-        else:
-            chosen = [names[len(names) // 2]]
-    else:
-        step = max(1, len(names) // spec.frames)
-        chosen = names[::step][:spec.frames]
-        if len(chosen) < spec.frames:
-            raise ValueError(f"clip has {len(names)} frames, the model needs {spec.frames}")
     frames = np.stack([_decode_image(sample[n]) for n in chosen])
     frames = augment(frames, rng) if (augment is not None and rng is not None) else resize_frames(frames, spec.image_size)
     out = {"label": _label(sample), "video": video_key(sample["__key__"]), "key": sample["__key__"],
