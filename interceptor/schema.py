@@ -130,7 +130,7 @@ class TrainConfig:
     precision: Literal["auto", "fp16", "bf16", "fp32"] = "auto"  # auto: fp16 on GPU, fp32 on CPU
     zero_stage: int = 0  # DeepSpeed ZeRO stage 0, 1 or 2
     deepspeed_config: str = "configs/deepspeed/default.json"
-    channels_last: bool = False
+    channels_last: bool = False  # inputs (so activations) in channels_last memory format: faster convs on GPU
     compile: bool = False  # torch.compile the model
     log_every: int = 10  # optimizer steps between scalar logs
     eval_every: int = 0  # optimizer steps between evaluations; 0 = at every epoch end only

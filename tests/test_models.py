@@ -120,6 +120,24 @@ def test_detector_contract(name, backbone, tmp_path):
 
 
 @pytest.mark.parametrize("name", list(SPECIALISTS))
+def test_a_model_cast_to_bf16_as_deepspeed_does_runs_in_bf16(name):
+    """DeepSpeed's bf16/fp16 modes cast the parameters (not the buffers) and feed inputs in that dtype; the
+    trainer then gives batch-norm statistics the same dtype. The fixed filters run in float32 and hand back bf16."""
+    from interceptor.train.engine import match_norm_statistics
+
+    model = tiny_model(name).eval()
+    inputs = model.example_inputs(2, 64)
+    with torch.no_grad():
+        reference = model(**inputs)
+        for p in model.parameters():
+            p.data = p.data.bfloat16()
+        match_norm_statistics(model)
+        logits = model(**{k: v.bfloat16() if v.is_floating_point() else v for k, v in inputs.items()})
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits).all()
+    assert (logits.float() - reference).abs().max() < 0.5
+
+
+@pytest.mark.parametrize("name", list(SPECIALISTS))
 def test_channels_last_gives_the_same_logits(name):
     model = tiny_model(name).eval()
     inputs = model.example_inputs(2, 64)

@@ -38,10 +38,10 @@ def similarity(a: Tensor, b: Tensor, heads: int) -> Tensor:
 
 def mouth_loudness_correlation(lip_pixels: Tensor, log_mel: Tensor) -> Tensor:
     """(B, 1, T, T): standardised mouth darkness of frame i (an open mouth is dark) times standardised audio
-    loudness in frame window j; in sync, the diagonal is large."""
+    loudness in frame window j; in sync, the diagonal is large. Computed in float32, returned in the pixels' dtype."""
     mouth = -luma(lip_pixels.float()).mean(dim=(-3, -2, -1))  # (B, T)
-    loudness = F.adaptive_avg_pool1d(log_mel.mean(dim=2), mouth.shape[1]).squeeze(1)  # (B, T)
-    return (standardize(mouth)[:, :, None] * standardize(loudness)[:, None, :])[:, None]
+    loudness = F.adaptive_avg_pool1d(log_mel.float().mean(dim=2), mouth.shape[1]).squeeze(1)  # (B, T)
+    return (standardize(mouth)[:, :, None] * standardize(loudness)[:, None, :])[:, None].to(lip_pixels.dtype)
 
 
 @register_specialist("av")

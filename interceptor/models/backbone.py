@@ -64,7 +64,7 @@ class Backbone(nn.Module):
             raise ValueError(f"{path}: weights do not fit backbone {self.name!r}: {err}") from None
 
     def forward(self, image: Tensor) -> Tensor:
-        features = self.net.forward_features((image - self.mean) / self.std)
+        features = self.net.forward_features((image - self.mean.to(image.dtype)) / self.std.to(image.dtype))
         if features.dim() != 4:
             raise ValueError(f"backbone {self.name!r} gives a {features.dim()}-D output; a CNN with a "
                              "(B, C, h, w) feature map is required")

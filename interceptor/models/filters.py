@@ -28,17 +28,27 @@ JPEG_LUMA_TABLE = (
 
 
 def full_precision(fn):
-    """Run method ``fn`` in float32 with autocast disabled: floating tensor arguments are cast to float32."""
+    """Run method ``fn`` in float32 with autocast disabled: floating tensor arguments are cast to float32, and
+    floating results (tensors, or lists and dicts of them) back to the first floating argument's dtype, so that a
+    model cast to bf16 or fp16 (as DeepSpeed does) gets its own dtype back from these signal paths."""
 
-    def to_float(value):
-        return value.float() if isinstance(value, Tensor) and value.is_floating_point() else value
+    def cast(value, dtype):
+        if isinstance(value, Tensor):
+            return value.to(dtype) if value.is_floating_point() else value
+        if isinstance(value, dict):
+            return {k: cast(v, dtype) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(cast(v, dtype) for v in value)
+        return value
 
     @functools.wraps(fn)
     def wrapper(self, *args, **kwargs):
         tensors = [v for v in (*args, *kwargs.values()) if isinstance(v, Tensor)]
         device_type = tensors[0].device.type if tensors else "cpu"
+        dtype = next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
         with torch.autocast(device_type=device_type, enabled=False):
-            return fn(self, *map(to_float, args), **{k: to_float(v) for k, v in kwargs.items()})
+            result = fn(self, *cast(args, torch.float32), **cast(kwargs, torch.float32))
+        return cast(result, dtype)
 
     return wrapper
 

@@ -59,7 +59,21 @@ def build_engine(model: nn.Module, cfg: Config, precision: str, total_steps: int
     scheduler = warmup_cosine(optimizer, warmup, total_steps, cfg.train.min_lr_ratio)
     engine, optimizer, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
                                                            config=deepspeed_config(cfg, precision))
+    match_norm_statistics(engine.module)
     return engine, optimizer, scheduler
+
+
+def match_norm_statistics(model: nn.Module) -> None:
+    """Give batch-norm running statistics their layer's parameter dtype.
+
+    DeepSpeed casts parameters to fp16/bf16 but keeps buffers in fp32; batch norm needs its running mean and
+    variance in the dtype of its weight (the models' fixed filter buffers stay fp32: they run in float32).
+    """
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._NormBase) and module.running_mean is not None \
+                and module.weight is not None:
+            module.running_mean.data = module.running_mean.data.to(module.weight.dtype)
+            module.running_var.data = module.running_var.data.to(module.weight.dtype)
 
 
 def loss_scale(engine) -> float:

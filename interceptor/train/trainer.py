@@ -122,9 +122,9 @@ class Trainer:
         if run.init_from is not None:
             model.load_state_dict(load_file(str(run.init_from / "model.safetensors")), strict=True)
             log.info("%s: starting from %s", run.name, run.init_from)
+        # Parameters stay contiguous under train.channels_last (DeepSpeed's broadcast and flat buffers view them as
+        # bytes); the inputs are channels_last, and convolutions then run and return channels_last.
         model.to(self.dist.device)
-        if cfg.train.channels_last:
-            model.to(memory_format=torch.channels_last)
         self.spec = InputSpec.of(model)
         self.engine, self.optimizer, self.scheduler = build_engine(model, cfg, self.precision, self.total_steps)
         if cfg.train.compile:
