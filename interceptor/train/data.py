@@ -18,7 +18,7 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -181,43 +181,67 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in frames])
 
 
+class _EncodedFrames:
+    """A shard sample's frames, decoded only when indexed (a frame model uses one of them)."""
+
+    def __init__(self, sample: dict):
+        self.sample, self.names = sample, _frame_names(sample)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return _decode_image(self.sample[self.names[index]])
+
+
 def frames_to_decode(sample: dict, spec: InputSpec, rng: np.random.Generator | None,
                      eval_frames: str = "middle") -> list[str]:
-    """The keys of the frames ``decode_sample`` decodes: one random frame (training) or the middle one (or every
-    one, ``eval_frames="all"``) for frame models; ``spec.frames`` evenly spaced frames for clip models."""
+    """The keys of the frames ``decode_sample`` decodes (its :func:`chosen_frames`)."""
     names = _frame_names(sample)
-    if not names:
-        raise ValueError("sample has no frames")
+    return [names[i] for i in chosen_frames(len(names), spec, rng, eval_frames)]
+
+
+def _sample_audio(sample: dict) -> np.ndarray | None:
+    """The clip's int16 audio, or None when its video has no audio track."""
+    if not json.loads(sample["json"]).get("has_audio") or "audio.npy" not in sample:
+        return None
+    return np.load(io.BytesIO(sample["audio.npy"]), allow_pickle=False)
+
+
+def chosen_frames(count: int, spec: InputSpec, rng: np.random.Generator | None,
+                  eval_frames: str = "middle") -> list[int]:
+    """Which of a clip's ``count`` frames the model sees.
+
+    Frame models: a random frame in training (``rng``), the middle one at evaluation (every frame with
+    ``eval_frames="all"``). Clip models: ``spec.frames`` evenly strided frames.
+    """
+    if count == 0:
+        raise ValueError("clip has no frames")
     if spec.kind == "frame":
         if rng is not None:
-            return [names[int(rng.integers(len(names)))]]
-        return names if eval_frames == "all" else [names[len(names) // 2]]
-    step = max(1, len(names) // spec.frames)
-    chosen = names[::step][:spec.frames]
+            return [int(rng.integers(count))]
+        return list(range(count)) if eval_frames == "all" else [count // 2]
+    chosen = list(range(0, count, max(1, count // spec.frames)))[:spec.frames]
     if len(chosen) < spec.frames:
-        raise ValueError(f"clip has {len(names)} frames, the model needs {spec.frames}")
+        raise ValueError(f"clip has {count} frames, the model needs {spec.frames}")
     return chosen
 
 
-def decode_sample(sample: dict, spec: InputSpec, rng: np.random.Generator | None,
-                  augment: Augmenter | None, eval_frames: str = "middle") -> dict:
-    """Raw shard sample -> model inputs (uint8 pixels, int16 audio) plus label and video key.
+def clip_item(frames: Sequence[np.ndarray], audio: np.ndarray | None, spec: InputSpec,
+              rng: np.random.Generator | None = None, augment: Augmenter | None = None,
+              eval_frames: str = "middle") -> dict:
+    """One clip's model inputs: ``pixels`` (T, 3, H, W) uint8, plus ``audio`` (int16) and ``audio_mask`` for AV.
 
-    ``rng`` None means evaluation: frame models see the middle frame (or every frame, ``eval_frames="all"``).
+    ``frames`` are the clip's (H, W, 3) uint8 RGB crops (indexed only where :func:`chosen_frames` picks), ``audio``
+    its int16 samples or None without an audio track. ``rng`` None means evaluation: no augmentation.
     """
-    chosen = frames_to_decode(sample, spec, rng, eval_frames)
-    meta = json.loads(sample["json"])
-    frames = np.stack([_decode_image(sample[n]) for n in chosen])
-    frames = augment(frames, rng) if (augment is not None and rng is not None) else resize_frames(frames, spec.image_size)
-    out = {"label": _label(sample), "video": video_key(sample["__key__"]), "key": sample["__key__"],
-           "source": f"{meta['dataset']}:{meta['source']}",
-           "pixels": torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))}
+    pixels = np.stack([frames[i] for i in chosen_frames(len(frames), spec, rng, eval_frames)])
+    pixels = augment(pixels, rng) if (augment is not None and rng is not None) else resize_frames(pixels, spec.image_size)
+    item = {"pixels": torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))}
     if spec.kind == "clip+audio":
-        has_audio = bool(meta.get("has_audio")) and "audio.npy" in sample
-        audio = np.load(io.BytesIO(sample["audio.npy"]), allow_pickle=False) if has_audio else np.zeros(0, np.int16)
-        out["audio"] = torch.from_numpy(audio.astype(np.int16).reshape(-1))
-        out["audio_mask"] = has_audio
-    return out
+        samples = np.zeros(0, np.int16) if audio is None else audio.astype(np.int16).reshape(-1)
+        item.update(audio=torch.from_numpy(samples), audio_mask=audio is not None)
+    return item
 
 
 def fit_audio(audio: torch.Tensor, samples: int) -> torch.Tensor:
@@ -232,16 +256,39 @@ def fit_audio(audio: torch.Tensor, samples: int) -> torch.Tensor:
     return torch.from_numpy(np.interp(positions, np.arange(len(audio)), audio.numpy()).round().astype(np.int16))
 
 
-def collate(items: list[dict], spec: InputSpec) -> dict:
-    """Stack decoded samples into a batch; frame models' (B, 1, 3, H, W) become (B, 3, H, W)."""
-    batch = {"label": torch.tensor([i["label"] for i in items]), "video": [i["video"] for i in items],
-             "key": [i["key"] for i in items], "source": [i["source"] for i in items]}
+def decode_sample(sample: dict, spec: InputSpec, rng: np.random.Generator | None,
+                  augment: Augmenter | None, eval_frames: str = "middle") -> dict:
+    """Raw shard sample -> :func:`clip_item` (uint8 pixels, int16 audio) plus label and video key."""
+    audio = _sample_audio(sample) if spec.kind == "clip+audio" else None
+    meta = json.loads(sample["json"])
+    return {"label": _label(sample), "video": video_key(sample["__key__"]), "key": sample["__key__"],
+            "source": f"{meta['dataset']}:{meta['source']}",
+            **clip_item(_EncodedFrames(sample), audio, spec, rng, augment, eval_frames)}
+
+
+def stack_inputs(items: list[dict], spec: InputSpec) -> dict:
+    """Stack :func:`clip_item` outputs: frame models' (B, 1, 3, H, W) become (B, 3, H, W); audio gets the model's
+    length (:func:`fit_audio`)."""
     pixels = torch.stack([i["pixels"] for i in items])
-    batch["pixels"] = pixels[:, 0] if spec.kind == "frame" else pixels
+    batch = {"pixels": pixels[:, 0] if spec.kind == "frame" else pixels}
     if spec.kind == "clip+audio":
         batch["audio"] = torch.stack([fit_audio(i["audio"], spec.audio_samples) for i in items])
         batch["audio_mask"] = torch.tensor([i["audio_mask"] for i in items])
     return batch
+
+
+def collate(items: list[dict], spec: InputSpec) -> dict:
+    """Stack decoded samples into a batch: :func:`stack_inputs` plus labels, video and clip keys."""
+    return {"label": torch.tensor([i["label"] for i in items]), "video": [i["video"] for i in items],
+            "key": [i["key"] for i in items], "source": [i["source"] for i in items], **stack_inputs(items, spec)}
+
+
+def evaluation_rows(items: list[dict], spec: InputSpec, eval_frames: str) -> list[dict]:
+    """Evaluation items as model rows: with ``eval_frames="all"`` every frame of a frame model's clip becomes its
+    own row (sharing the clip's other fields), otherwise one row per clip."""
+    if spec.kind == "frame" and eval_frames == "all":
+        return [{**i, "pixels": f[None]} for i in items for f in i["pixels"]]
+    return items
 
 
 def model_inputs(batch: dict, spec: InputSpec, device: torch.device, dtype: torch.dtype = torch.float32,
@@ -414,10 +461,7 @@ class EvalStream(IterableDataset):
             yield self._batch(items, counters)
 
     def _batch(self, items: list[dict], counters: dict) -> dict:
-        if self.spec.kind == "frame" and self.cfg.eval_frames == "all":
-            # Every frame becomes its own row; rows of one clip share its key and video.
-            items = [{**i, "pixels": f[None]} for i in items for f in i["pixels"]]
-        batch = collate(items, self.spec)
+        batch = collate(evaluation_rows(items, self.spec, self.cfg.eval_frames), self.spec)
         batch["corrupt"] = counters["corrupt"] + counters["corrupt_shards"]
         return batch
 
