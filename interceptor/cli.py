@@ -59,6 +59,40 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    import json
+
+    from interceptor.predict import ModelsError, Predictor, predict_videos, resolve_device, summary_line
+
+    cfg = load_config(args.config, args.overrides)
+    try:
+        predictor = Predictor.load(args.models or cfg.predict.models_dir, cfg, resolve_device(args.device),
+                                   students=args.students)
+    except (ModelsError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    failed = False
+    for result in predict_videos(args.videos, predictor):
+        failed |= "error" in result
+        line = json.dumps(result) if args.json else summary_line(result)
+        print(line, file=sys.stderr if "error" in result and not args.json else sys.stdout, flush=True)
+    return 1 if failed else 0
+
+
+def _add_predict_parser(sub) -> None:
+    predict = sub.add_parser("predict", help="the agent's verdict on video files (see docs/predict.md)")
+    predict.add_argument("videos", nargs="+", metavar="VIDEO")
+    predict.add_argument("--models", help="models directory: <spec>_model/ exports and agent.json "
+                                          "(default: predict.models_dir, demo/models)")
+    predict.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda when available, else cpu")
+    predict.add_argument("--json", action="store_true", help="one JSON object per video and line")
+    predict.add_argument("--students", action="store_true", help="use the distilled students where present")
+    predict.add_argument("--config", default=None, help="YAML config (default: configs/demo.yaml)")
+    predict.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="a dotted config override, e.g. --set predict.detector.min_face=0.1 (repeatable)")
+    predict.set_defaults(func=_predict)
+
+
 def _list_of(kind, choices: tuple = ()):
     """An argparse type: a comma-separated list of ``kind``, each among ``choices`` if given."""
     def parse(text: str) -> list:
@@ -178,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     _add_config_args(evaluate)
     evaluate.set_defaults(func=_eval)
+    _add_predict_parser(sub)
     return parser
 
 

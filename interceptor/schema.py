@@ -215,7 +215,6 @@ class AgentConfig:
                                                                      "rr": 1.0, "tm": 1.0})
     fit_sets: list[str] = field(default_factory=lambda: ["ffpp/val", "celebdf/val", "dfdc/chunk-*/val"])
     threshold: float = 0.5  # P(fake) at or above which a video is called fake
-    models_dir: str = "demo/models"  # where predict looks for models by default
 
 
 @dataclass
@@ -223,6 +222,21 @@ class EvalConfig:
     """``interceptor eval``: which shard sets to report on."""
 
     splits: list[str] = field(default_factory=lambda: ["ffpp/test", "celebdf/test", "dfdc/chunk-*/test"])
+
+
+@dataclass
+class PredictConfig:
+    """``interceptor predict``: the agent's verdict on video files (docs/predict.md).
+
+    Clips are cut as the shard builder cuts its val and test clips (``shards``: crop size, margin, frames,
+    stride, ``eval_clips_per_video``), with this section's face detector and decoding threads.
+    """
+
+    models_dir: str = "demo/models"  # <spec>_model/ exports and agent.json; the demo writes demo/models
+    # Face detection on any video: the production settings, not shards.detector, which the demo tunes to its
+    # 180p synthetic faces (its min_face 0.2 misses 1080p DFDC faces, about a tenth of the frame height).
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    decode_threads: int = 0  # FFmpeg decoding threads (0: FFmpeg's choice; predict decodes one video at a time)
 
 
 @dataclass
@@ -238,4 +252,5 @@ class Config:
     distill: DistillConfig = field(default_factory=DistillConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
     curriculum: str = "configs/curriculum.yaml"  # file holding the stages
