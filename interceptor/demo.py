@@ -72,6 +72,27 @@ def family_table(report: Path, corpus: Path) -> list[list]:
     return table
 
 
+def held_out_videos(corpus: Path) -> list[Path]:
+    """A real video and its fake from the synthetic FF++ test split (never trained on), for predict."""
+    ffpp = corpus / DATASET_DIRS["ffpp"]
+    first, second = json.loads((ffpp / "test.json").read_text())[0]
+    return [ffpp / "original_sequences" / "youtube" / "c23" / "videos" / f"{first}.mp4",
+            ffpp / "manipulated_sequences" / "Deepfakes" / "c23" / "videos" / f"{first}_{second}.mp4"]
+
+
+def _predict(models: Path, videos: list[Path], cfg: Config) -> list[dict]:
+    import torch
+
+    from interceptor.predict import Predictor, predict_videos, summary_line
+
+    predictor = Predictor.load(models, cfg, torch.device("cpu"))
+    results = list(predict_videos(videos, predictor))
+    print("\ninterceptor predict:")
+    for result in results:
+        print("  " + summary_line(result))
+    return results
+
+
 def run_demo(out: str | Path, cfg: Config, config: str | None = None, overrides: list[str] | None = None) -> dict:
     """Run the whole demo under ``out``; returns its summary (also written to ``out/summary.json``)."""
     from interceptor.evaluation import run_eval
@@ -99,11 +120,14 @@ def run_demo(out: str | Path, cfg: Config, config: str | None = None, overrides:
     collect_models(cfg, out / "runs", models, list(SPECIALISTS))
     metrics = run_eval(models, shards, out / "report", cfg)
     done("evaluation")
+    videos = held_out_videos(corpus) + sorted((DFDC_SAMPLE / "dfdc_train_part_0").glob("*.mp4"))
+    predictions = _predict(models, videos, cfg)
+    done("predict")
     table = family_table(out / "report", corpus)
     timings["total"] = round(time.time() - start, 1)
     summary = {"timings_s": timings, "agent_validation": metrics["agent"]["validation"],
                "results": [dict(zip(("scorer", "auc_own_family", "own_family_fakes", "auc_all_fakes"), row))
-                           for row in table], "config": to_dict(cfg)}
+                           for row in table], "predictions": predictions, "config": to_dict(cfg)}
     atomic_write_json(out / "summary.json", summary)
 
     print("\nResults on the synthetic test splits (video-level ROC-AUC):\n")

@@ -8,7 +8,7 @@
 # DFDC), that is tasks 0-55. RAW holds FaceForensics++/, Celeb-DF-v2/ and DFDC/ in their official layouts.
 # Every task is resumable: resubmit the same array after a failure and finished work is skipped.
 #
-# Environment: RAW, SHARDS (required); DFDC_CHUNKS (default 50); CONFIG (default configs/shards.yaml,
+# Environment: RAW, SHARDS (required); DFDC_CHUNKS (default 50); CONFIG (default configs/default.yaml,
 # the production settings); PYTHON (default .venv/bin/python).
 #
 #SBATCH --job-name=interceptor-shards
@@ -22,7 +22,7 @@ set -euo pipefail
 RAW=${RAW:?set RAW to the directory holding FaceForensics++/, Celeb-DF-v2/ and DFDC/}
 SHARDS=${SHARDS:?set SHARDS to the output directory}
 DFDC_CHUNKS=${DFDC_CHUNKS:-50}
-CONFIG=${CONFIG:-configs/shards.yaml}
+CONFIG=${CONFIG:-configs/default.yaml}
 PYTHON=${PYTHON:-.venv/bin/python}
 TASK=${SLURM_ARRAY_TASK_ID:?submit this script as a job array (sbatch --array=...)}
 WORKERS=${SLURM_CPUS_PER_TASK:-$(nproc)}

@@ -7,6 +7,8 @@ import pytest
 from interceptor.config import ConfigError, load_config, save_resolved, to_dict
 from interceptor.schema import Config
 
+from conftest import REPO
+
 
 def write(tmp_path, text: str):
     path = tmp_path / "cfg.yaml"
@@ -17,6 +19,13 @@ def write(tmp_path, text: str):
 def test_demo_config_loads(demo_config):
     assert isinstance(demo_config, Config)
     assert demo_config.synth.videos > 0
+
+
+def test_production_config_is_the_full_model_on_gpus():
+    """configs/default.yaml (the Slurm scripts' config): EfficientNet-B4 from pretrained weights, FP16 on GPU."""
+    cfg = load_config(REPO / "configs" / "default.yaml")
+    assert cfg.model.backbone == "efficientnet_b4" and cfg.model.pretrained and cfg.train.precision == "auto"
+    assert cfg.model.context_margin == cfg.shards.margin and cfg.model.image_size == cfg.shards.crop_size
 
 
 def test_unknown_key_names_key_and_file(tmp_path):
