@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_model as load_weights
-from safetensors.torch import save_model
+from safetensors.torch import save_file
 
 from interceptor.config import to_dict
 from interceptor.models.detector import Detector, build_model
@@ -56,7 +56,11 @@ def export_model(model: Detector, directory: str | Path, **meta: Any) -> Path:
     """
     directory = Path(directory)
     with atomic_path(directory / WEIGHTS) as tmp:
-        save_model(model, str(tmp), metadata={"specialist": model.specialist_name, "backbone": model.config.backbone})
+        # fp32 copies: under DeepSpeed the weights may be fp16/bf16 views into one flat buffer (safetensors
+        # refuses shared storage); the export is the portable fp32 model.
+        tensors = {name: (t.float() if t.is_floating_point() else t).detach().cpu().clone().contiguous()
+                   for name, t in model.state_dict().items()}
+        save_file(tensors, str(tmp), metadata={"specialist": model.specialist_name, "backbone": model.config.backbone})
     atomic_write_json(directory / DESCRIPTION, model_description(model, **meta))
     return directory
 

@@ -159,7 +159,7 @@ def train_parallel(args: argparse.Namespace, specialists: list[str]) -> int:
     cfg = load_config(args.config, shared)
     under_torchrun = "LOCAL_WORLD_SIZE" in os.environ
     if under_torchrun:
-        if int(os.environ.get("GROUP_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))) != int(os.environ["LOCAL_WORLD_SIZE"]):
+        if int(os.environ.get("WORLD_SIZE", "1")) != int(os.environ["LOCAL_WORLD_SIZE"]):  # more than this node
             raise ConfigError("--specialist with several specialists runs on one node; on a cluster use "
                               "slurm/all_specialists.sh (one job per specialist)")
         if int(os.environ.get("LOCAL_RANK", "0")) != 0:

@@ -1,0 +1,146 @@
+"""The curriculum over all stages, preemption, and several specialists at once (real torchrun, CPU, tiny backbone)."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from training import REPO, torchrun, torchrun_command, write_curriculum
+
+pytestmark = pytest.mark.slow
+
+CHUNK_ORDER = [9, 8, 3, 5, 7, 2, 6, 4, 1, 0]
+
+
+def started_runs(log: str) -> list[str]:
+    """Run names in the order the log announces them (trained or skipped for lack of data)."""
+    return re.findall(r": (stage \d+ (?:\(\w+\)|chunk \d\d)) (?:starting|has no training samples)", log)
+
+
+def test_whole_curriculum_runs_every_stage_and_chunk_in_order(tmp_path, shards_root):
+    """configs/curriculum.yaml as shipped: stage 1 FF++, stage 2 Celeb-DF, stage 4 DFDC chunk by chunk."""
+    result = torchrun(["--specialist", "cm", "--stage", "1,2,4", "--shards", shards_root, "--run-dir", tmp_path,
+                       "data.batch_size=8", "data.steps_per_epoch=12"], timeout=900, log=tmp_path / "train.log")
+    assert result.returncode == 0, result.stderr[-3000:]
+    order = started_runs(result.stderr)
+    assert order == ["stage 1 (ffpp)", "stage 2 (celebdf)", *[f"stage 4 chunk {c:02d}" for c in CHUNK_ORDER]]
+
+    root = tmp_path / "cm"
+    dfdc = {c: json.loads((shards_root / "dfdc" / f"chunk-{c:02d}" / "train" / "manifest.json").read_text())
+            for c in CHUNK_ORDER}
+    runs = [root / "stage1-ffpp", root / "stage2-celebdf", *[root / "stage4-dfdc" / f"chunk-{c:02d}" for c in CHUNK_ORDER]]
+    for run in runs:
+        done = json.loads((run / "done.json").read_text())
+        chunk = int(run.name[-2:]) if run.name.startswith("chunk") else None
+        if chunk is not None and dfdc[chunk]["total_samples"] == 0:
+            assert done == {"skipped": "no training samples"}
+            continue
+        assert (run / "checkpoints" / "latest").is_file() and (run / "best" / "model.safetensors").is_file()
+        info = json.loads((run / "run.json").read_text())
+        assert info["stage"] in (1, 2, 4)
+    # Each run starts from the one before it that trained.
+    trained = [r for r in runs if (r / "run.json").is_file()]
+    for before, after in zip(trained, trained[1:]):
+        assert json.loads((after / "run.json").read_text())["init_from"] == str(before / "best")
+
+    matrix = json.loads((root / "cross_dataset.json").read_text())
+    assert list(matrix["rows"]) == ["stage 1", "stage 2", "stage 4"]
+    assert len(re.findall(r"^\| stage \d", (root / "cross_dataset.md").read_text(), re.M)) == 3
+    # Training on DFDC (selected on its validation videos) helps on DFDC and does not hurt its held-out test.
+    stage1, stage4 = matrix["rows"]["stage 1"], matrix["rows"]["stage 4"]
+    assert stage4["dfdc/chunk-*/val"]["video_mean_auc"] > stage1["dfdc/chunk-*/val"]["video_mean_auc"], matrix["rows"]
+    assert stage4["dfdc/chunk-*/test"]["video_mean_auc"] >= stage1["dfdc/chunk-*/test"]["video_mean_auc"], matrix["rows"]
+
+
+# ------------------------------------------------------------------------------------------------ preemption
+
+
+def worker_processes(torchrun_process: subprocess.Popen, count: int, timeout: float = 120) -> list[psutil.Process]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        children = psutil.Process(torchrun_process.pid).children(recursive=True)
+        workers = [p for p in children if "launcher/train.py" in " ".join(p.cmdline())]
+        if len(workers) == count:
+            return workers
+        time.sleep(0.2)
+    raise AssertionError("torchrun did not start its workers")
+
+
+def test_sigterm_checkpoints_on_every_rank_and_the_rerun_continues(tmp_path, shards_root):
+    curriculum = write_curriculum(tmp_path / "curriculum.yaml", [
+        {"id": 1, "name": "ffpp", "train": ["ffpp/train"], "val": ["ffpp/val"], "epochs": 1, "lr": 1e-3, "init": "none"}])
+    steps = 80
+    args = ["--specialist", "ll", "--shards", shards_root, "--run-dir", tmp_path / "runs", f"curriculum={curriculum}",
+            "data.batch_size=4", f"data.steps_per_epoch={steps}", "train.zero_stage=1", "train.checkpoint_every=100000"]
+    process = subprocess.Popen(torchrun_command(args), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    workers = worker_processes(process, 2)
+    run = tmp_path / "runs" / "ll" / "stage1-ffpp"
+    deadline = time.time() + 300
+    while not (run / "tensorboard").is_dir():
+        assert time.time() < deadline and process.poll() is None, "training never started"
+        time.sleep(0.1)
+    time.sleep(3)  # into the epoch
+
+    # A scheduler's preemption: SIGTERM to every training process.
+    signalled = time.time()
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    elapsed = time.time() - signalled
+    assert elapsed < 30, f"took {elapsed:.0f} s to checkpoint and stop"
+    assert "exitcode: 75" in output  # the workers' distinct exit code, as torchrun reports it
+
+    marker = json.loads((tmp_path / "runs" / "ll" / "preempted.json").read_text())
+    assert marker["exit_code"] == 75
+    tag = (run / "checkpoints" / "latest").read_text().strip()
+    assert 0 < int(tag[4:]) < steps, tag
+    files = {p.name for p in (run / "checkpoints" / tag).iterdir()}
+    assert {f"zero_pp_rank_{r}_mp_rank_00_optim_states.pt" for r in (0, 1)} <= files  # written by both ranks
+
+    rerun = torchrun(args, timeout=600, log=tmp_path / "rerun.log")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resuming from checkpoint {tag}" in rerun.stderr  # from that step, not from zero
+    assert json.loads((run / "done.json").read_text())["steps"] == steps
+    assert not (tmp_path / "runs" / "ll" / "preempted.json").exists()
+
+
+# ------------------------------------------------------------------------------------------------ parallel
+
+
+def test_specialists_train_in_parallel_and_a_failure_stays_isolated(tmp_path, shards_root):
+    curriculum = write_curriculum(tmp_path / "curriculum.yaml", [
+        {"id": 1, "name": "ffpp", "train": ["ffpp/train"], "val": ["ffpp/val"], "epochs": 1, "lr": 1e-3, "init": "none"}])
+    common = ["--shards", shards_root, "--run-dir", tmp_path / "runs", f"curriculum={curriculum}", "data.batch_size=8",
+              "data.steps_per_epoch=6"]
+    # Two processes for three specialists: two train at a time, the third queues; cm is broken on purpose.
+    first = torchrun(["--specialist", "ll,cm,rr", *common, "cm:model.backbone=no_such_backbone"], nproc=2,
+                     timeout=600, log=tmp_path / "first.log")
+    assert first.returncode != 0
+    summary = json.loads((tmp_path / "runs" / "parallel_summary.json").read_text())
+    assert sorted(summary["finished"]) == ["ll", "rr"] and summary["failed"] == ["cm"]
+    assert "cm FAILED" in first.stderr
+    for spec in ("ll", "rr"):
+        run = tmp_path / "runs" / spec / "stage1-ffpp"
+        assert (run / "done.json").is_file() and (run / "best" / "model.safetensors").is_file()
+        assert (run / "metrics.jsonl").read_text().strip()
+    assert "no_such_backbone" in (tmp_path / "runs" / "cm" / "train.log").read_text()
+    # ll and cm started together; rr waited for a free process, then trained while ll still did.
+    started = [m.group(1) for m in re.finditer(r"(\w\w) started on CPU slots", first.stderr)]
+    assert sorted(started[:2]) == ["cm", "ll"] and started[2] == "rr"
+    assert first.stderr.index("rr started") < first.stderr.index("ll finished")  # running at the same time
+
+    # The rerun (fixed) resumes: finished specialists are skipped, cm trains.
+    second = torchrun(["--specialist", "ll,cm,rr", *common], nproc=2, timeout=600, log=tmp_path / "second.log")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert (tmp_path / "runs" / "cm" / "stage1-ffpp" / "done.json").is_file()
+    for spec in ("ll", "rr"):
+        assert "already finished, skipping" in (tmp_path / "runs" / spec / "train.log").read_text().split(
+            "finished: best")[-1]
