@@ -36,9 +36,12 @@ def stage(id=1, name="ffpp", train=("ffpp/train",), val=("ffpp/val",), epochs=1,
 def cm_run(tmp_path_factory, shards_root):
     """CM trained on the synthetic FF++ train split (stage 1), validated on val, tested on the held-out test."""
     tmp = tmp_path_factory.mktemp("cm")
-    curriculum = write_curriculum(tmp / "curriculum.yaml", [stage(epochs=5)], eval_sets=["ffpp/test"])
-    result = torchrun(["--specialist", "cm", "--stage", "1", "--shards", shards_root, "--run-dir", tmp / "runs",
-                       f"curriculum={curriculum}", "train.lr_scale=1", "data.batch_size=8", "data.steps_per_epoch=40",
+    # Stage 2 distils the stage-1 model into the lighter student of the demo config (distill.model).
+    curriculum = write_curriculum(tmp / "curriculum.yaml", [stage(epochs=5), stage(id=2, name="distill", epochs=5,
+                                                                                  distill=True)],
+                                  eval_sets=["ffpp/test"])
+    result = torchrun(["--specialist", "cm", "--shards", shards_root, "--run-dir", tmp / "runs",
+                       f"curriculum={curriculum}", "train.lr_scale=1", "data.batch_size=8", "data.steps_per_epoch=60",
                        "data.workers=1",
                        "train.log_every=5", "train.checkpoint_every=1000"], timeout=900, log=tmp / "train.log")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -54,6 +57,19 @@ def test_cm_learns_to_detect_its_artifacts_on_held_out_videos(cm_run):
     assert held_out["video_mean_count"] == 12
 
 
+def test_the_distilled_student_keeps_95_percent_of_its_teachers_auc(cm_run):
+    rows = json.loads((cm_run / "cross_dataset.json").read_text())["rows"]
+    teacher, student = rows["stage 1"]["ffpp/test"]["video_mean_auc"], rows["stage 2"]["ffpp/test"]["video_mean_auc"]
+    assert student >= 0.95 * teacher, (student, teacher)
+    info = json.loads((cm_run / "stage2-distill" / "run.json").read_text())
+    assert info["teacher"] == str(cm_run / "stage1-ffpp" / "best")
+    from interceptor.models import load_model
+
+    sizes = {stage: sum(p.numel() for p in load_model(cm_run / stage / "best").parameters())
+             for stage in ("stage1-ffpp", "stage2-distill")}
+    assert sizes["stage2-distill"] < sizes["stage1-ffpp"], sizes  # the lighter student (distill.model)
+
+
 def test_run_directory_records_config_commit_and_tensorboard(cm_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -63,12 +79,12 @@ def test_run_directory_records_config_commit_and_tensorboard(cm_run):
     from interceptor.config import load_config
 
     resolved = load_config(run / "config.yaml")  # the fully resolved config, stage values applied
-    assert resolved.train.lr == 1e-3 and resolved.train.epochs == 5 and resolved.data.steps_per_epoch == 40
+    assert resolved.train.lr == 1e-3 and resolved.train.epochs == 5 and resolved.data.steps_per_epoch == 60
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
     assert EXPECTED_SCALARS <= set(events.Tags()["scalars"])
     assert {"val/roc", "val/samples"} <= set(events.Tags()["images"])
-    assert len(events.Scalars("train/loss")) == 200 // 5
+    assert len(events.Scalars("train/loss")) == 300 // 5
     lrs = [e.value for e in events.Scalars("train/lr")]
     assert lrs[-1] < max(lrs)  # warm-up then cosine decay
 
@@ -77,7 +93,7 @@ def test_checkpoints_keep_the_last_and_the_best(cm_run):
     checkpoints = cm_run / "stage1-ffpp" / "checkpoints"
     tags = sorted(p.name for p in checkpoints.iterdir() if p.is_dir())
     latest, best = (checkpoints / "latest").read_text().strip(), (checkpoints / "best").read_text().strip()
-    assert latest == "step00000200" and best in tags and latest in tags
+    assert latest == "step00000300" and best in tags and latest in tags
     assert len(tags) <= 3  # keep_last (2) plus the best
     assert not [p for p in checkpoints.iterdir() if p.name.startswith(".")]
 
