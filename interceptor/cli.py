@@ -42,7 +42,12 @@ def _export(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     collected = collect_models(cfg, args.runs, args.out, list(SPECIALISTS))
     for spec, info in collected.items():
-        print(f"{spec}: {info['model']}" + (" (+ student)" if info["student"] else ""))
+        if args.onnx:
+            from interceptor.models import export_onnx, load_model
+
+            export_onnx(load_model(info["model"]), Path(info["model"]) / "model.onnx")
+        extras = [name for name, present in (("student", info["student"]), ("onnx", args.onnx)) if present]
+        print(f"{spec}: {info['model']}" + "".join(f" (+ {name})" for name in extras))
     return 0 if collected else 1
 
 
@@ -201,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="collect a curriculum's trained specialists into a models directory")
     export.add_argument("--runs", required=True, type=Path, help="the training run root (RUN of launcher/train.py)")
     export.add_argument("--out", required=True, type=Path, help="the models directory to write")
+    export.add_argument("--onnx", action="store_true", help="also write each model as <spec>_model/model.onnx "
+                        "(needs the onnx and onnxscript packages)")
     _add_config_args(export)
     export.set_defaults(func=_export)
 

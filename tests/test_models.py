@@ -119,6 +119,24 @@ def test_detector_contract(name, backbone, tmp_path):
         assert torch.equal(model(**inputs), reference)
 
 
+@pytest.mark.parametrize("name", ["cm", "av"])
+def test_onnx_export_runs_in_onnxruntime_with_the_same_logits(name, tmp_path):
+    """A frame model and the clip+audio model; any batch size (the graph's batch axis is dynamic)."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from interceptor.models import export_onnx
+
+    model = tiny_model(name, image_size=64).eval()
+    path = export_onnx(model, tmp_path / "model.onnx")
+    session = onnxruntime.InferenceSession(str(path))
+    assert [i.name for i in session.get_inputs()] == list(model.input_names)
+    inputs = model.example_inputs(3, 64)
+    with torch.no_grad():
+        reference = model(**inputs).numpy()
+    logits = session.run(["logits"], {k: v.numpy() for k, v in inputs.items()})[0]
+    assert logits.shape == (3, 2) and abs(logits - reference).max() < 1e-4
+
+
 @pytest.mark.parametrize("name", list(SPECIALISTS))
 def test_a_model_cast_to_bf16_as_deepspeed_does_runs_in_bf16(name):
     """DeepSpeed's bf16/fp16 modes cast the parameters (not the buffers) and feed inputs in that dtype; the

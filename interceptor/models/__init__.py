@@ -8,11 +8,11 @@ See ``docs/models.md`` for the input contract, the modules and their costs.
 
 from interceptor.models.blocks import SpecialistModule
 from interceptor.models.detector import Detector, build_model
-from interceptor.models.export import export_model, load_model
+from interceptor.models.export import export_model, export_onnx, load_model
 from interceptor.models.registry import SPECIALISTS, get_specialist, register_specialist
 
 # Importing the specialist files registers them, in the project's canonical order.
 from interceptor.models import ll, bg, av, cm, rr, tm  # noqa: E402,F401,I001  isort:skip
 
-__all__ = ["SPECIALISTS", "Detector", "SpecialistModule", "build_model", "export_model", "get_specialist",
+__all__ = ["SPECIALISTS", "Detector", "SpecialistModule", "build_model", "export_model", "export_onnx", "get_specialist",
            "load_model", "register_specialist"]

@@ -65,6 +65,32 @@ def export_model(model: Detector, directory: str | Path, **meta: Any) -> Path:
     return directory
 
 
+class _PositionalInputs(torch.nn.Module):
+    """A detector called with its inputs in :attr:`~Detector.input_names` order (ONNX graphs take positions)."""
+
+    def __init__(self, model: Detector):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return self.model(**dict(zip(self.model.input_names, tensors)))
+
+
+def export_onnx(model: Detector, path: str | Path, opset: int = 18) -> Path:
+    """Write ``model`` as an ONNX graph: inputs named as :attr:`~Detector.input_names` (any batch size, the
+    model's image size), output ``logits``. The file appears atomically."""
+    path = Path(path)
+    model = model.eval()
+    inputs = model.example_inputs(2, model.config.image_size)
+    names = list(inputs)
+    with atomic_path(path) as tmp, torch.no_grad():
+        batch = torch.export.Dim("batch", min=1)
+        torch.onnx.export(_PositionalInputs(model), tuple(inputs.values()), str(tmp), input_names=names,
+                          output_names=["logits"], dynamic_shapes=(tuple({0: batch} for _ in names),),
+                          opset_version=opset, dynamo=True, verbose=False)
+    return path
+
+
 def load_model(directory: str | Path, map_location: str | torch.device = "cpu") -> Detector:
     """Rebuild an exported detector with :func:`build_model` and load its weights, in eval mode."""
     directory = Path(directory)
