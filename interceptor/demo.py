@@ -73,23 +73,39 @@ def family_table(report: Path, corpus: Path) -> list[list]:
 
 
 def held_out_videos(corpus: Path) -> list[Path]:
-    """A real video and its fake from the synthetic FF++ test split (never trained on), for predict."""
+    """A real video and one of its fakes from the synthetic FF++ test split (never trained on), for predict."""
     ffpp = corpus / DATASET_DIRS["ffpp"]
     first, second = json.loads((ffpp / "test.json").read_text())[0]
-    return [ffpp / "original_sequences" / "youtube" / "c23" / "videos" / f"{first}.mp4",
-            ffpp / "manipulated_sequences" / "Deepfakes" / "c23" / "videos" / f"{first}_{second}.mp4"]
+    fakes = sorted(ffpp.glob(f"manipulated_sequences/*/c23/videos/{first}_{second}.mp4")) + \
+        sorted(ffpp.glob(f"manipulated_sequences/*/c23/videos/{second}_{first}.mp4"))
+    target = fakes[0].stem.split("_")[0] if fakes else first
+    return [ffpp / "original_sequences" / "youtube" / "c23" / "videos" / f"{target}.mp4", *fakes[:1]]
 
 
-def _predict(models: Path, videos: list[Path], cfg: Config) -> list[dict]:
+def true_labels(corpus: Path, videos: list[Path]) -> dict[str, str]:
+    """The ground truth of the predicted videos: the corpus manifest, or a DFDC folder's metadata.json."""
+    manifest = json.loads((corpus / MANIFEST).read_text())["videos"]
+    truth = {}
+    for video in videos:
+        try:
+            truth[str(video)] = "fake" if manifest[str(video.relative_to(corpus))]["label"] else "real"
+        except (ValueError, KeyError):
+            metadata = json.loads((video.parent / "metadata.json").read_text())
+            truth[str(video)] = metadata[video.name]["label"].lower()
+    return truth
+
+
+def _predict(models: Path, videos: list[Path], truth: dict[str, str], cfg: Config) -> list[dict]:
     import torch
 
     from interceptor.predict import Predictor, predict_videos, summary_line
 
     predictor = Predictor.load(models, cfg, torch.device("cpu"))
     results = list(predict_videos(videos, predictor))
-    print("\ninterceptor predict:")
+    print("\ninterceptor predict (held-out synthetic videos, then the real DFDC sample):")
     for result in results:
-        print("  " + summary_line(result))
+        result["truth"] = truth[result["video"]]
+        print(f"  {summary_line(result)} [truth: {result['truth']}]")
     return results
 
 
@@ -121,7 +137,7 @@ def run_demo(out: str | Path, cfg: Config, config: str | None = None, overrides:
     metrics = run_eval(models, shards, out / "report", cfg)
     done("evaluation")
     videos = held_out_videos(corpus) + sorted((DFDC_SAMPLE / "dfdc_train_part_0").glob("*.mp4"))
-    predictions = _predict(models, videos, cfg)
+    predictions = _predict(models, videos, true_labels(corpus, videos), cfg)
     done("predict")
     table = family_table(out / "report", corpus)
     timings["total"] = round(time.time() - start, 1)

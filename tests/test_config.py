@@ -28,6 +28,19 @@ def test_production_config_is_the_full_model_on_gpus():
     assert cfg.model.context_margin == cfg.shards.margin and cfg.model.image_size == cfg.shards.crop_size
 
 
+def test_the_demo_curriculum_is_the_real_one_with_fewer_epochs(demo_config):
+    from interceptor.train.curriculum import load_curriculum
+
+    demo = load_curriculum(demo_config).stages
+    real = {s.id: s for s in load_curriculum(load_config(REPO / "configs" / "default.yaml")).stages}
+    assert [s.id for s in demo] == [1, 2, 4]
+    for stage in demo:
+        expected = real[stage.id]
+        assert (stage.train, stage.val, stage.lr, stage.loss, stage.chunks) == \
+            (expected.train, expected.val, expected.lr, expected.loss, expected.chunks)
+        assert stage.epochs <= expected.epochs
+
+
 def test_unknown_key_names_key_and_file(tmp_path):
     path = write(tmp_path, "synth:\n  vidoes: 3\n")
     with pytest.raises(ConfigError) as err:

@@ -27,7 +27,8 @@ def started_runs(log: str) -> list[str]:
 def test_whole_curriculum_runs_every_stage_and_chunk_in_order(tmp_path, shards_root):
     """configs/curriculum.yaml as shipped: stage 1 FF++, stage 2 Celeb-DF, stage 4 DFDC chunk by chunk."""
     result = torchrun(["--specialist", "cm", "--stage", "1,2,4", "--shards", shards_root, "--run-dir", tmp_path,
-                       "data.batch_size=8", "data.steps_per_epoch=12"], timeout=900, log=tmp_path / "train.log")
+                       "curriculum=configs/curriculum.yaml", "data.batch_size=8", "data.steps_per_epoch=12"],
+                      timeout=900, log=tmp_path / "train.log")
     assert result.returncode == 0, result.stderr[-3000:]
     order = started_runs(result.stderr)
     assert order == ["stage 1 (ffpp)", "stage 2 (celebdf)", *[f"stage 4 chunk {c:02d}" for c in CHUNK_ORDER]]
