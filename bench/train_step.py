@@ -56,8 +56,7 @@ T = TypeVar("T")
 
 def input_spec(cfg: Config, specialist: str) -> InputSpec:
     """What the specialist's model consumes under ``cfg`` (the trainer builds the same from its model)."""
-    return InputSpec(get_specialist(specialist).input_kind, cfg.model.image_size, cfg.model.frames_per_clip,
-                     int(round(cfg.model.clip_seconds * cfg.model.audio_rate)))
+    return InputSpec.for_config(get_specialist(specialist).input_kind, cfg.model)
 
 
 def synthetic_batches(cfg: Config, spec: InputSpec, count: int) -> list[dict]:

@@ -38,13 +38,12 @@ def _demo(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from interceptor import SPECIALISTS
     from interceptor.export import collect_models
+    from interceptor.models import export_onnx, load_model
 
     cfg = load_config(args.config, args.overrides)
     collected = collect_models(cfg, args.runs, args.out, list(SPECIALISTS))
     for spec, info in collected.items():
         if args.onnx:
-            from interceptor.models import export_onnx, load_model
-
             export_onnx(load_model(info["model"]), Path(info["model"]) / "model.onnx")
         extras = [name for name, present in (("student", info["student"]), ("onnx", args.onnx)) if present]
         print(f"{spec}: {info['model']}" + "".join(f" (+ {name})" for name in extras))

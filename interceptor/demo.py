@@ -16,8 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from interceptor import SPECIALISTS
 from interceptor.config import REPO_ROOT, to_dict
 from interceptor.metrics import roc_auc
@@ -113,7 +111,7 @@ def run_demo(out: str | Path, cfg: Config, config: str | None = None, overrides:
     """Run the whole demo under ``out``; returns its summary (also written to ``out/summary.json``)."""
     from interceptor.evaluation import run_eval
     from interceptor.export import collect_models
-    from interceptor.report import fmt, markdown_table
+    from interceptor.report import markdown_table
 
     out = Path(out).resolve()
     timings: dict[str, float] = {}

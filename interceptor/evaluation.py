@@ -23,11 +23,11 @@ import torch
 
 from interceptor.agent import Agent, fit_agent
 from interceptor.export import model_dirs
-from interceptor.metrics import binary_metrics
+from interceptor.metrics import aggregate_videos, binary_metrics
 from interceptor.models.export import load_model
 from interceptor.report import confusion_plot, fmt, markdown_table, roc_plot, write_markdown
 from interceptor.schema import Config
-from interceptor.train.data import InputSpec, resolve_shard_sets
+from interceptor.train.data import DataError, InputSpec, resolve_shard_sets
 from interceptor.train.distributed import DistInfo
 from interceptor.train.evaluate import predict_clips
 from interceptor.utils import atomic_write_json
@@ -59,21 +59,18 @@ class VideoScores:
 def score_videos(model: torch.nn.Module, shard_sets, cfg: Config, dist: DistInfo) -> tuple[list[str], dict]:
     """(video ids, {video: (label, source, P(fake) or NaN without input)}) for one model over shard sets."""
     predictions = predict_clips(model, shard_sets, cfg.data, InputSpec.of(model), dist)
-    grouped: dict[str, list] = {}
-    for video, label, prob, source, present in zip(predictions.videos, predictions.labels, predictions.probs,
-                                                    predictions.sources, predictions.has_input):
-        entry = grouped.setdefault(video, [label, source, [], present])
-        entry[2].append(prob)
-        entry[3] = entry[3] and present
-    return sorted(grouped), {v: (e[0], e[1], float(np.mean(e[2])) if e[3] else float("nan"))
-                             for v, e in grouped.items()}
+    ids, labels, scores = aggregate_videos(predictions.videos, predictions.labels, predictions.probs)
+    source = dict(zip(predictions.videos, predictions.sources))
+    present: dict[str, bool] = {}
+    for video, has_input in zip(predictions.videos, predictions.has_input):
+        present[video] = present.get(video, True) and has_input
+    return ids, {v: (int(label), source[v], float(score) if present[v] else float("nan"))
+                 for v, label, score in zip(ids, labels, scores)}
 
 
 def collect_scores(models: dict[str, torch.nn.Module], shards_root: Path, pattern: str, cfg: Config,
                    dist: DistInfo) -> VideoScores | None:
     """Every model's video scores on the shard sets of ``pattern`` (None when nothing matches)."""
-    from interceptor.train.data import DataError
-
     try:
         shard_sets = resolve_shard_sets(shards_root, [pattern], "eval")
     except DataError:

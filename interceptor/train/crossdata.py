@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 
 import torch
 
 from interceptor.models.export import load_model
+from interceptor.report import markdown_table
 from interceptor.schema import Config
 from interceptor.train.curriculum import load_curriculum
 from interceptor.train.data import DataError, InputSpec, resolve_shard_sets
@@ -53,21 +53,16 @@ def update_cross_dataset(cfg: Config, stage_id: int, model_dir: Path, shards_roo
     matrix["columns"] += [c for c in row if c not in matrix["columns"]]
     if dist.is_main:
         atomic_write_json(path, matrix)
-        atomic_write_text(root / "cross_dataset.md", markdown_table(matrix))
+        atomic_write_text(root / "cross_dataset.md", matrix_markdown(matrix))
         log.info("cross-dataset row for %s: %s", row_name,
                  ", ".join(f"{c} AUC {v['video_mean_auc']:.3f}" for c, v in row.items()))
     barrier()
     return matrix
 
 
-def markdown_table(matrix: dict) -> str:
+def matrix_markdown(matrix: dict) -> str:
+    """The matrix as a markdown table of video-level AUCs (n/a where undefined)."""
     columns = matrix["columns"]
-    lines = ["Video-level ROC-AUC (mean of clip probabilities) of each stage's best model.", "",
-             "| stage | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-    for name, row in matrix["rows"].items():
-        cells = []
-        for column in columns:
-            auc = row.get(column, {}).get("video_mean_auc", math.nan)
-            cells.append("n/a" if auc is None or math.isnan(auc) else f"{auc:.3f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    rows = [[name, *[row.get(c, {}).get("video_mean_auc") for c in columns]] for name, row in matrix["rows"].items()]
+    return ("Video-level ROC-AUC (mean of clip probabilities) of each stage's best model.\n\n"
+            + markdown_table(["stage", *columns], rows) + "\n")

@@ -116,9 +116,12 @@ class InputSpec:
     @classmethod
     def of(cls, model) -> InputSpec:
         """The input spec of a built detector (``interceptor.models``), from its own config."""
-        config = model.config
-        return cls(model.input_kind, config.image_size, config.frames_per_clip,
-                   int(round(config.clip_seconds * config.audio_rate)))
+        return cls.for_config(model.input_kind, model.config)
+
+    @classmethod
+    def for_config(cls, kind: str, config) -> InputSpec:
+        """The input spec of a model of input ``kind`` built with ``config`` (a ``ModelConfig``)."""
+        return cls(kind, config.image_size, config.frames_per_clip, int(round(config.clip_seconds * config.audio_rate)))
 
 
 class Augmenter:
