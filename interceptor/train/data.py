@@ -11,6 +11,7 @@ Evaluation streams visit every sample of their shard sets exactly once, split be
 
 from __future__ import annotations
 
+import functools
 import glob
 import io
 import json
@@ -18,7 +19,7 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -26,12 +27,15 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from interceptor import LABEL_FAKE, LABEL_REAL
 from interceptor.schema import DataConfig
+from interceptor.train.pseudo_fakes import pseudo_fake_maker
 from interceptor.utils import read_json
 
 log = logging.getLogger(__name__)
 
 AUDIO_RATE = 16000
+PSEUDO_FAKE = "__pseudo_fake__"  # raw-sample entry: drawn as a pseudo-fake; its value is a partner real sample
 
 
 class DataError(ValueError):
@@ -232,15 +236,22 @@ def chosen_frames(count: int, spec: InputSpec, rng: np.random.Generator | None,
 
 def clip_item(frames: Sequence[np.ndarray], audio: np.ndarray | None, spec: InputSpec,
               rng: np.random.Generator | None = None, augment: Augmenter | None = None,
-              eval_frames: str = "middle") -> dict:
+              eval_frames: str = "middle", pseudo_fake: Callable | None = None) -> dict:
     """One clip's model inputs: ``pixels`` (T, 3, H, W) uint8, plus ``audio`` (int16) and ``audio_mask`` for AV.
 
     ``frames`` are the clip's (H, W, 3) uint8 RGB crops (indexed only where :func:`chosen_frames` picks), ``audio``
     its int16 samples or None without an audio track. ``rng`` None means evaluation: no augmentation.
+    ``pseudo_fake`` (training only) alters the chosen frames and the audio before augmentation
+    (:mod:`~interceptor.train.pseudo_fakes`); the item's ``pseudo_fake`` says whether it did.
     """
     pixels = np.stack([frames[i] for i in chosen_frames(len(frames), spec, rng, eval_frames)])
+    altered = pseudo_fake(pixels, audio, rng) if pseudo_fake is not None else None
+    if altered is not None:
+        pixels, audio = altered
     pixels = augment(pixels, rng) if (augment is not None and rng is not None) else resize_frames(pixels, spec.image_size)
     item = {"pixels": torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))}
+    if pseudo_fake is not None:
+        item["pseudo_fake"] = altered is not None
     if spec.kind == "clip+audio":
         samples = np.zeros(0, np.int16) if audio is None else audio.astype(np.int16).reshape(-1)
         item.update(audio=torch.from_numpy(samples), audio_mask=audio is not None)
@@ -260,13 +271,23 @@ def fit_audio(audio: torch.Tensor, samples: int) -> torch.Tensor:
 
 
 def decode_sample(sample: dict, spec: InputSpec, rng: np.random.Generator | None,
-                  augment: Augmenter | None, eval_frames: str = "middle") -> dict:
-    """Raw shard sample -> :func:`clip_item` (uint8 pixels, int16 audio) plus label and video key."""
+                  augment: Augmenter | None, eval_frames: str = "middle", pseudo_fake: Callable | None = None) -> dict:
+    """Raw shard sample -> :func:`clip_item` (uint8 pixels, int16 audio) plus label and video key.
+
+    A real sample that the training stream drew as a pseudo-fake (its ``PSEUDO_FAKE`` entry) is altered by
+    ``pseudo_fake`` and labelled fake; where the maker cannot alter it (AV without audio) it stays real.
+    """
     audio = _sample_audio(sample) if spec.kind == "clip+audio" else None
     meta = json.loads(sample["json"])
-    return {"label": _label(sample), "video": video_key(sample["__key__"]), "key": sample["__key__"],
-            "source": f"{meta['dataset']}:{meta['source']}",
-            **clip_item(_EncodedFrames(sample), audio, spec, rng, augment, eval_frames)}
+    maker = None
+    if PSEUDO_FAKE in sample and pseudo_fake is not None:
+        partner = sample[PSEUDO_FAKE]
+        partner_audio = _sample_audio(partner) if partner is not None and spec.kind == "clip+audio" else None
+        maker = functools.partial(pseudo_fake, other_audio=partner_audio)
+    item = clip_item(_EncodedFrames(sample), audio, spec, rng, augment, eval_frames, maker)
+    label = LABEL_FAKE if item.pop("pseudo_fake", False) else _label(sample)
+    return {"label": label, "video": video_key(sample["__key__"]), "key": sample["__key__"],
+            "source": f"{meta['dataset']}:{meta['source']}", **item}
 
 
 def stack_inputs(items: list[dict], spec: InputSpec) -> dict:
@@ -359,6 +380,25 @@ def _class_stream(urls: list[str], label: int | None, rng: random.Random, sampli
                             f"{hint}")
 
 
+def _mixed(streams: list[Iterator[dict]], class_mix: list[float], pseudo_share: float,
+           rng: random.Random) -> Iterator[dict]:
+    """Endless samples drawn from the real and fake streams by ``class_mix``; a ``pseudo_share`` of the fake
+    draws are real samples marked as pseudo-fakes (``PSEUDO_FAKE`` holds the previous real sample, whose audio
+    an AV pseudo-fake may borrow)."""
+    previous_real = None
+    while True:
+        label = rng.choices((LABEL_REAL, LABEL_FAKE), class_mix)[0]
+        if label == LABEL_FAKE and pseudo_share > 0 and rng.random() < pseudo_share:
+            sample = dict(next(streams[LABEL_REAL]))
+            sample[PSEUDO_FAKE] = previous_real
+            yield sample
+            continue
+        sample = next(streams[label])
+        if label == LABEL_REAL:
+            previous_real = sample
+        yield sample
+
+
 def _shuffled(samples: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:
     buffer: list[dict] = []
     for sample in samples:
@@ -377,10 +417,18 @@ class TrainStream(IterableDataset):
 
     def __init__(self, shard_sets: list[ShardSet], cfg: DataConfig, spec: InputSpec, preserve_pixels: bool,
                  seed: int, epoch: int, rank: int, world: int, skip: dict[int, int] | None = None,
-                 first_worker: int = 0):
+                 first_worker: int = 0, specialist: str | None = None):
         self.urls = sorted({u for s in shard_sets for u in s.urls})
         self.cfg, self.spec, self.seed, self.epoch, self.rank, self.world = cfg, spec, seed, epoch, rank, world
         self.augment = Augmenter(cfg.augment, preserve_pixels, spec.image_size)
+        self.pseudo_fake = None  # the specialist's pseudo-fake maker, bound to the crops' margin
+        if not 0 <= cfg.pseudo_fakes <= 1:
+            raise DataError(f"data.pseudo_fakes: a share in [0, 1], got {cfg.pseudo_fakes}")
+        if cfg.pseudo_fakes > 0 and specialist is not None:
+            if cfg.balance != "stream":
+                raise DataError(f"data.pseudo_fakes={cfg.pseudo_fakes} needs data.balance=stream (pseudo-fakes are "
+                                "a share of the fake stream)")
+            self.pseudo_fake = functools.partial(pseudo_fake_maker(specialist), margin=shard_sets[0].margin)
         self.skip = dict(skip or {})
         self.first_worker = first_worker
         workers = max(1, cfg.workers)
@@ -411,8 +459,7 @@ class TrainStream(IterableDataset):
         if self.cfg.balance == "stream":
             streams = [_class_stream(urls, label, random.Random(repr((*stream_seed, label))), self.cfg.sampling,
                                      counters) for label in (0, 1)]
-            weights = self.cfg.class_mix
-            mixed = (next(streams[rng.choices((0, 1), weights)[0]]) for _ in iter(int, 1))
+            mixed = _mixed(streams, self.cfg.class_mix, self.cfg.pseudo_fakes if self.pseudo_fake else 0.0, rng)
         else:
             mixed = _class_stream(urls, None, random.Random(repr((*stream_seed, "all"))), self.cfg.sampling, counters)
         raw = _shuffled(mixed, self.cfg.shuffle_buffer, rng)
@@ -425,7 +472,7 @@ class TrainStream(IterableDataset):
             consumed += 1
             sample_rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, consumed])
             try:
-                items.append(decode_sample(sample, self.spec, sample_rng, self.augment))
+                items.append(decode_sample(sample, self.spec, sample_rng, self.augment, pseudo_fake=self.pseudo_fake))
             except Exception as err:  # noqa: BLE001 - a corrupt sample is skipped and counted
                 counters["corrupt"] += 1
                 log.debug("skipping corrupt sample %s: %s", sample.get("__key__"), err)

@@ -1,0 +1,153 @@
+"""Pseudo-fakes: real face crops turned into fakes of one artifact family, on the fly (``data.pseudo_fakes``).
+
+In the manner of Self-Blended Images (Shiohara and Yamasaki, CVPR 2022): a real clip is altered inside a soft,
+randomly shaped face mask, so the altered face is blended into its own untouched surroundings, and labelled
+fake. Each specialist gets pseudo-fakes of its own family only, so every real video of every dataset becomes
+training material for the artifact its module looks for. Nothing here knows how any dataset's fakes were
+made (the synthetic corpus's generator is never used): each family is a generic image operation with wide,
+randomised strength.
+
+A maker takes ``(T, H, W, 3)`` uint8 RGB frames (the frames the model will see, before augmentation), the
+clip's int16 audio or None, an RNG, the crop's context margin and another real clip's audio (or None), and
+returns the altered frames and audio, or None where the clip cannot carry the family (AV without audio).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import numpy as np
+
+Maker = Callable[..., "tuple[np.ndarray, np.ndarray | None] | None"]
+
+
+def face_mask(height: int, width: int, margin: float, rng: np.random.Generator) -> np.ndarray:
+    """(H, W, 1) float32 blend mask in [0, 1]: a randomly sized, shifted and blurred ellipse over the face box.
+
+    A crop with ``margin`` context per side has its face box from ``margin / (1 + 2 margin)`` to
+    ``(1 + margin) / (1 + 2 margin)`` of each side.
+    """
+    side = 1 / (1 + 2 * margin)
+    cy, cx = (0.5 + rng.uniform(-0.06, 0.06, size=2) * side) * (height, width)
+    ry, rx = rng.uniform(0.36, 0.55, size=2) * side * np.array([height, width])
+    mask = np.zeros((height, width), np.float32)
+    cv2.ellipse(mask, (int(round(cx)), int(round(cy))), (max(1, int(round(rx))), max(1, int(round(ry)))),
+                float(rng.uniform(-15, 15)), 0, 360, 1.0, -1)
+    sigma = float(rng.uniform(0.04, 0.12)) * side * min(height, width)
+    return cv2.GaussianBlur(mask, (0, 0), sigmaX=max(sigma, 0.5))[..., None]
+
+
+def _blend(frames: np.ndarray, altered: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    out = frames.astype(np.float32) * (1 - mask) + altered * mask
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def exposure(frames, audio, rng, margin, other_audio=None):
+    """LL: the face in another exposure (gain or gamma on its low frequencies) with its sensor noise smoothed."""
+    mask = face_mask(*frames.shape[1:3], margin, rng)
+    gain = rng.uniform(1.3, 1.9) if rng.random() < 0.6 else rng.uniform(0.45, 0.75)
+    gamma = rng.uniform(0.75, 1.3)
+    smooth = rng.uniform(0.6, 1.0)
+    altered = []
+    for frame in frames.astype(np.float32):
+        low = cv2.GaussianBlur(frame, (0, 0), sigmaX=float(rng.uniform(1.5, 4)))
+        denoised = cv2.bilateralFilter(frame, 5, 30, 5)
+        detail = (frame - low) * (1 - smooth) + (denoised - low) * smooth
+        lit = 255 * np.power(np.clip(low * gain / 255, 0, 1), gamma)
+        altered.append(lit + detail)
+    return _blend(frames, np.stack(altered), mask), audio
+
+
+def relighting(frames, audio, rng, margin, other_audio=None):
+    """BG: the face under another light, a brightness ramp in a random direction or another colour balance."""
+    t, height, width, _ = frames.shape
+    mask = face_mask(height, width, margin, rng)
+    if rng.random() < 0.5:
+        angle = rng.uniform(0, 2 * np.pi)
+        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+        side = min(height, width) / (1 + 2 * margin)
+        ramp = ((xs - width / 2) * np.cos(angle) + (ys - height / 2) * np.sin(angle)) / side
+        gain = np.clip(1 + rng.uniform(0.6, 1.6) * ramp, 0.3, 2.0)[..., None]
+    else:
+        shift = rng.uniform(0.1, 0.3) * rng.choice([-1, 1])
+        gain = np.array([1 + shift, 1 + rng.uniform(-0.05, 0.05), 1 - shift], np.float32)
+    return _blend(frames, frames.astype(np.float32) * gain, mask), audio
+
+
+def recompression(frames, audio, rng, margin, other_audio=None):
+    """CM: the face compressed once more as JPEG at low quality, at a random scale and grid offset."""
+    t, height, width, _ = frames.shape
+    mask = face_mask(height, width, margin, rng)
+    quality = int(rng.integers(8, 45))
+    scale = rng.uniform(0.7, 1.3)
+    dy, dx = rng.integers(0, 8, size=2)
+    altered = []
+    for frame in frames:
+        shifted = np.pad(frame, ((dy, 0), (dx, 0), (0, 0)), mode="edge")
+        resized = cv2.resize(shifted, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+        coded = cv2.imdecode(cv2.imencode(".jpg", resized[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])[1],
+                             cv2.IMREAD_COLOR)[..., ::-1]
+        back = cv2.resize(coded, (shifted.shape[1], shifted.shape[0]), interpolation=cv2.INTER_CUBIC)
+        altered.append(back[dy:, dx:].astype(np.float32))
+    return _blend(frames, np.stack(altered), mask), audio
+
+
+_DOWN = (cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_NEAREST)
+_UP = (cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_LANCZOS4)
+
+
+def resampling(frames, audio, rng, margin, other_audio=None):
+    """RR: the face rendered at a lower resolution and up-scaled (random factor and interpolations)."""
+    t, height, width, _ = frames.shape
+    mask = face_mask(height, width, margin, rng)
+    factor = rng.uniform(1.6, 4.0)
+    down, up = _DOWN[rng.integers(len(_DOWN))], _UP[rng.integers(len(_UP))]
+    small = (max(1, int(round(width / factor))), max(1, int(round(height / factor))))
+    altered = np.stack([cv2.resize(cv2.resize(f, small, interpolation=down), (width, height), interpolation=up)
+                        for f in frames]).astype(np.float32)
+    return _blend(frames, altered, mask), audio
+
+
+def temporal_jitter(frames, audio, rng, margin, other_audio=None):
+    """TM: the face pasted frame by frame with small independent shifts, scalings and brightness changes."""
+    t, height, width, _ = frames.shape
+    mask = face_mask(height, width, margin, rng)
+    side = min(height, width) / (1 + 2 * margin)
+    shift = rng.uniform(0.008, 0.035) * side
+    zoom = rng.uniform(0.0, 0.02)
+    flicker = rng.uniform(0.01, 0.06)
+    altered = []
+    for frame in frames.astype(np.float32):
+        scale = 1 + rng.normal(0, zoom)
+        dx, dy = rng.normal(0, shift, size=2)
+        matrix = cv2.getRotationMatrix2D((width / 2, height / 2), 0, scale)
+        matrix[:, 2] += (dx, dy)
+        warped = cv2.warpAffine(frame, matrix, (width, height), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REFLECT)
+        altered.append(warped * (1 + rng.normal(0, flicker)))
+    return _blend(frames, np.stack(altered), mask), audio
+
+
+def audio_mismatch(frames, audio, rng, margin, other_audio=None):
+    """AV: speech that does not belong to the mouth: another clip's audio, or the clip's own audio rotated by a
+    quarter to three quarters of its length. Frames are unchanged; a clip without audio cannot carry it."""
+    if audio is None or len(audio) == 0:
+        return None
+    if other_audio is not None and len(other_audio) and rng.random() < 0.5:
+        positions = np.linspace(0, len(other_audio) - 1, len(audio))
+        return frames, np.interp(positions, np.arange(len(other_audio)), other_audio).astype(audio.dtype)
+    return frames, np.roll(audio, int(rng.uniform(0.25, 0.75) * len(audio)))
+
+
+PSEUDO_FAKES: dict[str, Maker] = {"ll": exposure, "bg": relighting, "cm": recompression, "rr": resampling,
+                                  "tm": temporal_jitter, "av": audio_mismatch}
+
+
+def pseudo_fake_maker(specialist: str) -> Maker:
+    """The pseudo-fake maker of ``specialist``'s artifact family; KeyError naming the known ones otherwise."""
+    try:
+        return PSEUDO_FAKES[specialist.lower()]
+    except KeyError:
+        raise KeyError(f"data.pseudo_fakes: no pseudo-fake for specialist {specialist!r} "
+                       f"(known: {', '.join(PSEUDO_FAKES)})") from None

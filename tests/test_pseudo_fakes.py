@@ -1,0 +1,99 @@
+"""Pseudo-fakes (``data.pseudo_fakes``): each family alters the face, not its surroundings, and the training
+stream mixes them in as fakes, deterministically."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from interceptor.config import load_config
+from interceptor.train.data import DataError, InputSpec, TrainStream, resolve_shard_sets
+from interceptor.train.pseudo_fakes import PSEUDO_FAKES, face_mask, pseudo_fake_maker
+
+MARGIN = 0.333
+SIZE = 96
+
+
+def textured_clip(frames: int = 4, seed: int = 0) -> np.ndarray:
+    """A dim, noisy clip with smooth shading: (T, 96, 96, 3) uint8."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:SIZE, 0:SIZE] / SIZE
+    base = 60 + 40 * np.sin(3 * xs) * np.cos(2 * ys)
+    clip = base[None, ..., None] + rng.normal(0, 6, (frames, SIZE, SIZE, 3))
+    return np.clip(clip, 0, 255).astype(np.uint8)
+
+
+def face_and_border(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The centre of the face box and the outer border of the crop (outside any mask)."""
+    return image[..., 38:58, 38:58, :], np.concatenate([image[..., :8, :, :], image[..., -8:, :, :]], axis=-3)
+
+
+def test_face_mask_covers_the_face_box_and_fades_out():
+    mask = face_mask(SIZE, SIZE, MARGIN, np.random.default_rng(0))[..., 0]
+    assert mask.shape == (SIZE, SIZE) and mask.dtype == np.float32
+    assert mask[48, 48] > 0.95 and mask[:4].max() < 0.05 and mask[:, :4].max() < 0.05
+    assert 0.05 < mask[48, 25] < 0.95 or 0.05 < mask[25, 48] < 0.95  # a soft edge on the face box side
+
+
+@pytest.mark.parametrize("specialist", ["ll", "bg", "cm", "rr", "tm"])
+def test_visual_families_change_the_face_and_keep_the_surroundings(specialist):
+    clip = textured_clip()
+    for seed in range(5):
+        frames, audio = pseudo_fake_maker(specialist)(clip, None, np.random.default_rng(seed), MARGIN)
+        assert frames.shape == clip.shape and frames.dtype == np.uint8 and audio is None
+        face_change = np.abs(face_and_border(frames)[0].astype(int) - face_and_border(clip)[0]).mean()
+        border_change = np.abs(face_and_border(frames)[1].astype(int) - face_and_border(clip)[1]).mean()
+        assert face_change > 1.0 and border_change < 0.25, (seed, face_change, border_change)
+
+
+def test_temporal_jitter_moves_the_face_differently_in_every_frame():
+    still = np.repeat(textured_clip(1), 4, axis=0)
+    frames, _ = PSEUDO_FAKES["tm"](still, None, np.random.default_rng(1), MARGIN)
+    face = face_and_border(frames)[0].astype(float)
+    assert np.abs(np.diff(face, axis=0)).mean() > 0.5  # the real clip has no change between frames at all
+
+
+def test_audio_mismatch_needs_audio_and_leaves_the_frames():
+    clip = textured_clip()
+    assert PSEUDO_FAKES["av"](clip, None, np.random.default_rng(0), MARGIN) is None
+    audio = (np.sin(np.linspace(0, 60, 10240)) * 8000).astype(np.int16)
+    other = (np.cos(np.linspace(0, 13, 5000)) * 8000).astype(np.int16)
+    for seed in range(6):
+        frames, mismatched = PSEUDO_FAKES["av"](clip, audio, np.random.default_rng(seed), MARGIN, other)
+        assert frames is clip and mismatched.shape == audio.shape and mismatched.dtype == np.int16
+        assert np.abs(mismatched.astype(int) - audio).mean() > 1000
+
+
+def test_unknown_specialist_names_the_key():
+    with pytest.raises(KeyError, match="data.pseudo_fakes: no pseudo-fake for specialist 'xx'"):
+        pseudo_fake_maker("xx")
+
+
+def stream_batches(shards_root, overrides, count=6, specialist="ll"):
+    cfg = load_config("configs/demo.yaml", ["data.batch_size=8", "data.shuffle_buffer=16", *overrides])
+    sets = resolve_shard_sets(shards_root, ["ffpp/train"], "train")
+    spec = InputSpec("frame", 64, 1)
+    stream = TrainStream(sets, cfg.data, spec, False, 0, 0, 0, 1, specialist=specialist)
+    batches = iter(stream)
+    return [next(batches) for _ in range(count)]
+
+
+def test_stream_mixes_pseudo_fakes_into_the_fake_share_deterministically(shards_root):
+    plain = stream_batches(shards_root, ["data.pseudo_fakes=0"])
+    mixed = stream_batches(shards_root, ["data.pseudo_fakes=0.5"])
+    again = stream_batches(shards_root, ["data.pseudo_fakes=0.5"])
+    labels = np.concatenate([b["label"].numpy() for b in mixed])
+    fakes_from_reals = sum(v.split("-")[2] == "original" and label == 1
+                           for b in mixed for v, label in zip(b["video"], b["label"].tolist()))
+    assert 0.3 < labels.mean() < 0.7  # class_mix still holds: pseudo-fakes replace some fakes
+    assert fakes_from_reals >= 5  # about a quarter of 48 samples
+    assert not any(v.split("-")[2] == "original" and label == 1
+                   for b in plain for v, label in zip(b["video"], b["label"].tolist()))
+    for first, second in zip(mixed, again):
+        assert first["key"] == second["key"] and (first["pixels"] == second["pixels"]).all()
+        assert (first["label"] == second["label"]).all()
+
+
+def test_pseudo_fakes_need_the_class_stream(shards_root):
+    with pytest.raises(DataError, match="data.pseudo_fakes=0.5 needs data.balance=stream"):
+        stream_batches(shards_root, ["data.pseudo_fakes=0.5", "data.balance=loss"], count=1)
