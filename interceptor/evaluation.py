@@ -17,20 +17,22 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
 
 from interceptor.agent import Agent, fit_agent
 from interceptor.export import model_dirs
-from interceptor.metrics import aggregate_videos, binary_metrics
+from interceptor.metrics import aggregate_videos, binary_metrics, roc_auc
 from interceptor.models.export import load_model
-from interceptor.report import confusion_plot, fmt, markdown_table, roc_plot, write_markdown
+from interceptor.report import confusion_plot, fmt, heatmap_plot, markdown_table, roc_plot, write_markdown
 from interceptor.schema import Config
 from interceptor.train.data import DataError, InputSpec, resolve_shard_sets
 from interceptor.train.distributed import DistInfo
 from interceptor.train.evaluate import predict_clips
-from interceptor.utils import atomic_write_json
+from interceptor import SPECIALISTS
+from interceptor.utils import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +144,7 @@ def run_eval(models_dir: Path, shards_root: Path, out: Path, cfg: Config, splits
     results: dict = {"agent": {"method": agent.method, "weights": agent.weights, "validation": agent.validation},
                      "splits": {}}
     videos: dict[str, list] = {}
+    tables: dict[str, VideoScores] = {}
     sections = [("Agent", _agent_section(agent))]
     for split in splits:
         table = collect_scores(models, shards_root, split, cfg, dist)
@@ -156,7 +159,13 @@ def run_eval(models_dir: Path, shards_root: Path, out: Path, cfg: Config, splits
         metrics = split_metrics(table, agent.threshold)
         results["splits"][split] = metrics
         videos[split] = table.to_json()
+        tables[split] = table
         sections.append((f"{split} ({len(table.videos)} videos)", _split_section(metrics, roc.name, confusion.name)))
+    matrix = specialization_matrix(tables, family_lookup(cfg.eval.families))
+    results["specialization"] = matrix
+    heatmap = heatmap_plot({s: [cells[c]["auc"] for c in matrix["columns"]] for s, cells in matrix["rows"].items()},
+                           matrix["columns"], "test video AUC per artifact family", out / "specialization.png")
+    sections.insert(1, ("Specialization matrix", _specialization_section(matrix, heatmap.name)))
     results["cross_dataset"] = cross_dataset(models_dir, shards_root, splits, cfg, dist)
     sections.append(("Cross-dataset matrix", _cross_section(results["cross_dataset"], splits)))
     atomic_write_json(out / "metrics.json", results)
@@ -194,3 +203,67 @@ def _cross_section(matrix: dict, splits: list[str]) -> str:
             for stage, cells in stages.items()]
     return ("Video-level AUC of each specialist after each curriculum stage (rows: what it was trained on so far) "
             "on each split.\n\n" + markdown_table(["specialist", "trained through", *splits], rows))
+
+
+# ------------------------------------------------------------------------------------------------ specialization
+
+ALL_FAKES = "all fakes"
+
+
+def family_lookup(manifest: str | Path | None) -> Callable[[str, str], list[str]]:
+    """``(source, method) -> families`` of a fake video: from a synthetic corpus's ``synth_manifest.json``
+    (``source`` is ``dataset:path`` inside the dataset's folder), else the manipulation method alone."""
+    if manifest is None:
+        return lambda source, method: [method]
+    from interceptor.synth.corpus import DATASET_DIRS
+
+    videos = read_json(Path(manifest), "synthetic corpus manifest")["videos"]
+
+    def families(source: str, method: str) -> list[str]:
+        dataset, path = source.split(":", 1)
+        entry = videos.get(f"{DATASET_DIRS.get(dataset, dataset)}/{path}")
+        if entry is None:
+            raise KeyError(f"{manifest}: no video {path!r} of dataset {dataset!r} (eval.families names another corpus)")
+        return list(entry["families"])
+
+    return families
+
+
+def specialization_matrix(tables: Mapping[str, VideoScores], families: Callable[[str, str], list[str]]) -> dict:
+    """Rows: every scorer; columns: artifact families, then all fakes. A cell is the video AUC of the fakes that
+    carry the family against every real video of the splits that hold such fakes, over the videos the scorer
+    has input for, with the counts: ``{"columns": [...], "rows": {scorer: {column: {auc, fakes, reals}}}}``."""
+    videos = []  # (split, label, families, {scorer: score})
+    for split, table in tables.items():
+        for i, video in enumerate(table.videos):
+            label = int(table.labels[i])
+            found = families(table.sources[i], table.method(video)) if label == 1 else []
+            videos.append((split, label, found, {name: float(s[i]) for name, s in table.scores.items()}))
+    order = {name.upper(): i for i, name in enumerate(SPECIALISTS)}  # a synthetic corpus's families, in this order
+    columns = sorted({f for _, label, found, _ in videos for f in found}, key=lambda f: (order.get(f, len(order)), f))
+    scorers = list(next(iter(tables.values())).scores) if tables else []
+    rows: dict[str, dict] = {}
+    for scorer in scorers:
+        rows[scorer] = {}
+        for column in [*columns, ALL_FAKES]:
+            fakes = [v for v in videos if v[1] == 1 and (column == ALL_FAKES or column in v[2])]
+            splits = {v[0] for v in fakes}
+            chosen = [v for v in videos if (v[1] == 0 and v[0] in splits) or v in fakes]
+            chosen = [v for v in chosen if not np.isnan(v[3][scorer])]
+            labels = [v[1] for v in chosen]
+            auc = roc_auc(labels, [v[3][scorer] for v in chosen]) if 0 < sum(labels) < len(labels) else None
+            rows[scorer][column] = {"auc": auc, "fakes": sum(labels), "reals": len(labels) - sum(labels)}
+    return {"columns": [*columns, ALL_FAKES], "rows": rows}
+
+
+def _specialization_section(matrix: dict, heatmap: str) -> str:
+    columns = matrix["columns"]
+    rows = [[scorer, *[_cell(cells[c]) for c in columns]] for scorer, cells in matrix["rows"].items()]
+    return ("Video-level AUC of each scorer on the test fakes carrying each artifact family, against all real videos "
+            "of the splits holding such fakes (fakes / reals counted over the videos the scorer has input for). "
+            "A specialist should be strongest in its own family's column.\n\n"
+            + markdown_table(["scorer", *columns], rows) + f"\n\n![specialization matrix]({heatmap})")
+
+
+def _cell(cell: dict) -> str:
+    return f"{fmt(cell['auc'])} ({cell['fakes']}/{cell['reals']})"

@@ -74,6 +74,21 @@ def confusion_plot(labels: Sequence[int], scores: Sequence[float], threshold: fl
     return _save(fig, path)
 
 
+def heatmap_plot(rows: Mapping[str, Sequence[float | None]], columns: Sequence[str], title: str, path: Path) -> Path:
+    """A scorer x column heatmap of AUCs in [0.5, 1] (cells written in; missing ones blank)."""
+    plt = _pyplot()
+    values = np.array([[np.nan if v is None else v for v in row] for row in rows.values()], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 1.5, 0.45 * len(rows) + 1.2), dpi=100)
+    ax.imshow(values, cmap="viridis", vmin=0.5, vmax=1.0, aspect="auto")
+    for (r, c), value in np.ndenumerate(values):
+        if not np.isnan(value):
+            ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                    color="black" if value > 0.8 else "white")
+    ax.set(xticks=range(len(columns)), yticks=range(len(rows)), xticklabels=columns, yticklabels=list(rows),
+           title=title)
+    return _save(fig, path)
+
+
 def fmt(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
