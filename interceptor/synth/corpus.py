@@ -36,7 +36,7 @@ from interceptor.utils import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 MANIFEST = "synth_manifest.json"
 DATASET_DIRS = {"ffpp": "FaceForensics++", "celebdf": "Celeb-DF-v2", "dfdc": "DFDC"}
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
@@ -172,9 +172,14 @@ def _dfdc_name(rng: np.random.Generator, taken: set[str]) -> str:
 
 
 def plan_dfdc(rng: np.random.Generator, cfg: SynthConfig) -> list[GroupPlan]:
-    """DFDC: per chunk, clusters of one real video and the fakes made from it (with audio)."""
-    per_chunk = max(3, round(cfg.videos / cfg.dfdc_chunks))
-    clusters = max(1, round(per_chunk / 3))
+    """DFDC: per chunk, clusters of one real video and (about six) fakes made from it, all with audio.
+
+    A cluster's first fake has only its audio swapped or shifted (AV). Each other fake carries one visual family,
+    in turn (so a cluster of seven has every family, and every split has clusters), plus a second random visual
+    family with probability 0.3 and AV with probability 0.4.
+    """
+    per_chunk = max(3, round((cfg.dfdc_videos or cfg.videos) / cfg.dfdc_chunks))
+    clusters = max(1, round(per_chunk / 7))
     taken: set[str] = set()
     groups = []
     for chunk in range(cfg.dfdc_chunks):
@@ -185,12 +190,16 @@ def plan_dfdc(rng: np.random.Generator, cfg: SynthConfig) -> list[GroupPlan]:
                               int(rng.integers(identity_count())), True, bool(rng.random() < 0.3))
             original = f"{base}/{_dfdc_name(rng, taken)}"
             group.videos.append(VideoPlan(original, "dfdc", LABEL_REAL, "original", None))
-            for _ in range(max(1, n_videos - 1)):
-                families = {}
-                if rng.random() < 0.4:
-                    families["AV"] = sample_params("AV", rng)
-                n_visual = int(rng.integers(0 if families else 1, 3))
-                families.update(_families(rng, list(_VISUAL), n_visual) if n_visual else {})
+            for fake in range(max(1, n_videos - 1)):
+                if fake == 0:
+                    families = {"AV": sample_params("AV", rng)}
+                else:
+                    primary = _VISUAL[(c + fake - 1) % len(_VISUAL)]
+                    families = {primary: sample_params(primary, rng)}
+                    if rng.random() < 0.3:
+                        families.update(_families(rng, [f for f in _VISUAL if f != primary], 1))
+                    if rng.random() < 0.4:
+                        families["AV"] = sample_params("AV", rng)
                 group.videos.append(VideoPlan(f"{base}/{_dfdc_name(rng, taken)}", "dfdc", LABEL_FAKE, "dfdc",
                                               original, dict(sorted(families.items()))))
             groups.append(group.finish(rng))
