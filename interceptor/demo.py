@@ -3,7 +3,7 @@
 1. generate the synthetic corpus;  2. build the shards;  3. train all six specialists through the curriculum
 (the ``--specialist all`` supervisor, ``parallel.devices`` CPU processes);  4. collect the models, evaluate,
 fit the agent and write the report;  5. predict on a held-out synthetic video and on the real DFDC sample;
-6. print the results table: each specialist's AUC on its own artifact family and on all fakes, and the agent's.
+6. print the specialization matrix: every specialist's and the agent's test AUC per artifact family and on all fakes.
 Every step skips work that is already done, so a rerun continues where it stopped.
 """
 
@@ -14,14 +14,15 @@ import logging
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from interceptor import SPECIALISTS
 from interceptor.config import REPO_ROOT, to_dict
-from interceptor.metrics import roc_auc
 from interceptor.schema import Config
 from interceptor.synth import MANIFEST, generate_corpus
 from interceptor.synth.corpus import DATASET_DIRS
+from interceptor.report import fmt
 from interceptor.utils import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -46,28 +47,18 @@ def _train(config: str | None, overrides: list[str], shards: Path, runs: Path) -
                            "and rerun `make demo` to resume")
 
 
-def family_table(report: Path, corpus: Path) -> list[list]:
-    """Per specialist: AUC on test videos with its own artifact family, on all fakes; then the agent."""
-    families = {path: entry["families"] for path, entry in json.loads((corpus / MANIFEST).read_text())["videos"].items()}
-    rows = [v for split in json.loads((report / "videos.json").read_text()).values() for v in split]
-
-    def own_families(video: dict) -> dict:
-        dataset, source = video["source"].split(":", 1)
-        return families[f"{DATASET_DIRS[dataset]}/{source}"]
-
-    def auc(scorer: str, family: str | None) -> tuple[float, int]:
-        chosen = [v for v in rows if v.get(scorer) is not None and
-                  (v["label"] == 0 or family is None or family in own_families(v))]
-        labels = [v["label"] for v in chosen]
-        return roc_auc(labels, [v[scorer] for v in chosen]), sum(labels)
-
-    table = []
-    for spec in SPECIALISTS:
-        if rows and spec in rows[0]:
-            own, n_own = auc(spec, spec.upper())
-            table.append([spec.upper(), own, n_own, auc(spec, None)[0]])
-    table.append(["agent", None, None, auc("agent", None)[0]])
-    return table
+def specialization_rows(matrix: dict) -> list[list]:
+    """The report's specialization matrix as table rows: scorer, then "AUC (fakes)" per column; a specialist's
+    own family is marked with a star."""
+    rows = []
+    for scorer, cells in matrix["rows"].items():
+        row = [scorer.upper() if scorer in SPECIALISTS else scorer]
+        for column in matrix["columns"]:
+            cell = cells[column]
+            mark = "*" if column == scorer.upper() else ""
+            row.append(f"{mark}{fmt(cell['auc'])} ({cell['fakes']}){mark}")
+        rows.append(row)
+    return rows
 
 
 def held_out_videos(corpus: Path) -> list[Path]:
@@ -109,7 +100,7 @@ def _predict(models: Path, videos: list[Path], truth: dict[str, str], cfg: Confi
 
 def run_demo(out: str | Path, cfg: Config, config: str | None = None, overrides: list[str] | None = None) -> dict:
     """Run the whole demo under ``out``; returns its summary (also written to ``out/summary.json``)."""
-    from interceptor.evaluation import run_eval
+    from interceptor.evaluation import ALL_FAKES, run_eval
     from interceptor.export import collect_models
     from interceptor.report import markdown_table
 
@@ -132,20 +123,24 @@ def run_demo(out: str | Path, cfg: Config, config: str | None = None, overrides:
     done("training")
     models = out / "models"
     collect_models(cfg, out / "runs", models, list(SPECIALISTS))
-    metrics = run_eval(models, shards, out / "report", cfg)
+    metrics = run_eval(models, shards, out / "report", replace(cfg, eval=replace(cfg.eval, families=str(corpus / MANIFEST))))
     done("evaluation")
     videos = held_out_videos(corpus) + sorted((DFDC_SAMPLE / "dfdc_train_part_0").glob("*.mp4"))
     predictions = _predict(models, videos, true_labels(corpus, videos), cfg)
     done("predict")
-    table = family_table(out / "report", corpus)
+    matrix = metrics["specialization"]
     timings["total"] = round(time.time() - start, 1)
-    summary = {"timings_s": timings, "agent_validation": metrics["agent"]["validation"],
-               "results": [dict(zip(("scorer", "auc_own_family", "own_family_fakes", "auc_all_fakes"), row))
-                           for row in table], "predictions": predictions, "config": to_dict(cfg)}
+    summary = {"timings_s": timings, "agent_validation": metrics["agent"]["validation"], "specialization": matrix,
+               "own_family_auc": {s: matrix["rows"][s][s.upper()]["auc"] for s in SPECIALISTS
+                                  if s in matrix["rows"] and s.upper() in matrix["columns"]},
+               "agent_auc_all_fakes": matrix["rows"]["agent"][ALL_FAKES]["auc"], "predictions": predictions,
+               "config": to_dict(cfg)}
     atomic_write_json(out / "summary.json", summary)
 
-    print("\nResults on the synthetic test splits (video-level ROC-AUC):\n")
-    print(markdown_table(["specialist", "AUC, own artifact family", "fakes with it", "AUC, all fakes"], table))
+    print("\nSpecialization on the synthetic test splits: video-level ROC-AUC (number of fakes) of each scorer on "
+          "the fakes carrying each artifact family against the real videos of their splits; * marks a specialist's "
+          "own family:\n")
+    print(markdown_table(["scorer", *matrix["columns"]], specialization_rows(matrix)))
     print(f"\nDemo finished in {timings['total'] / 60:.1f} min ({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())})")
     print(f"models: {models}")
     print(f"report: {out / 'report' / 'report.md'}")

@@ -23,6 +23,7 @@ class SynthConfig:
     audio_rate: int = 44100  # AAC sample rate of DFDC videos (FF++ and Celeb-DF have no audio)
     crf: int = 23  # H.264 constant rate factor: 23 matches FF++ "c23"
     dfdc_chunks: int = 10
+    dfdc_videos: int = 0  # DFDC videos over all chunks (the largest dataset in reality); 0 = videos
     workers: int = 2  # processes used to render and encode videos
 
 
@@ -106,6 +107,9 @@ class DataConfig:
     # "resample": every rank and worker draws shards with replacement (never runs dry, any shard count);
     # "partition": shards are split between ranks and workers; fewer shards than ranks x workers is an error.
     sampling: Literal["resample", "partition"] = "resample"
+    # Share of the fake draws that are pseudo-fakes: real clips altered on the fly with an artifact of the
+    # specialist's own family (interceptor/train/pseudo_fakes.py, Self-Blended-Images style); needs balance=stream.
+    pseudo_fakes: float = 0.5
     steps_per_epoch: int = 0  # optimizer steps per epoch; 0 = the training samples / global batch
     eval_frames: Literal["middle", "all"] = "middle"  # frame models at evaluation: the clip's middle frame, or all
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -127,6 +131,9 @@ class TrainConfig:
     grad_accum: int = 1
     loss: Literal["ce", "focal", "weighted_ce"] = "ce"
     focal_gamma: float = 2.0
+    # Deep supervision: weight of the loss of the classifier on the specialist module's own features (the
+    # detector's module_head); 0 trains the detector's output only.
+    module_loss: float = 0.0
     precision: Literal["auto", "fp16", "bf16", "fp32"] = "auto"  # auto: fp16 on GPU, fp32 on CPU
     zero_stage: int = 0  # DeepSpeed ZeRO stage 0, 1 or 2
     deepspeed_config: str = "configs/deepspeed/default.json"
@@ -222,6 +229,9 @@ class EvalConfig:
     """``interceptor eval``: which shard sets to report on."""
 
     splits: list[str] = field(default_factory=lambda: ["ffpp/test", "celebdf/test", "dfdc/chunk-*/test"])
+    # Where the specialization matrix takes each fake's artifact families from: a synthetic corpus's
+    # synth_manifest.json; None uses the manipulation method (FF++ method, Celeb-synthesis, DFDC) instead.
+    families: str | None = None
 
 
 @dataclass

@@ -194,7 +194,8 @@ class Trainer:
         stream = TrainStream(self.train_sets, self.cfg.data, self.spec,
                              self.run.specialist in self.cfg.data.augment.preserve_pixels,
                              self.cfg.train.seed, self.epoch, self.dist.rank, self.dist.world,
-                             skip=self.position, first_worker=self.batches_in_epoch % workers)
+                             skip=self.position, first_worker=self.batches_in_epoch % workers,
+                             specialist=self.run.specialist)
         return iter(loader(stream, self.cfg.data, seed=self.cfg.train.seed + self.epoch))
 
     def prepare(self) -> None:
@@ -275,7 +276,11 @@ class Trainer:
         self.counters["corrupt_samples"] = max(self.counters["corrupt_samples"], batch["corrupt"])
         inputs = model_inputs(batch, self.spec, self.dist.device, self.dtype, self.cfg.train.channels_last)
         labels = batch["label"].to(self.dist.device)
-        logits = self.engine(**inputs)
+        module_weight = self.cfg.train.module_loss
+        if module_weight:
+            logits, module_logits = self.engine(**inputs, return_module_logits=True)
+        else:
+            logits = self.engine(**inputs)
         if self.teacher is None:
             loss = self.loss_fn(logits.float(), labels)
         else:
@@ -283,6 +288,8 @@ class Trainer:
                 teacher_logits = self.teacher(**inputs)
             loss = distillation_loss(logits, teacher_logits, labels, self.loss_fn, self.cfg.distill.temperature,
                                      self.cfg.distill.alpha)
+        if module_weight:  # deep supervision of the specialist module through its own head
+            loss = loss + module_weight * self.loss_fn(module_logits.float(), labels)
         # The one host sync of a micro-step: the guard needs the value before backward, the window reuses it.
         loss_value = loss.item()
         if any_rank(not math.isfinite(loss_value), self.dist.device):
