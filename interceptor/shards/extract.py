@@ -96,7 +96,7 @@ def _decode(reader: MediaReader, cfg: ShardsConfig, plan: list[list[int]], detec
         if detector is not None and index % every == 0:
             result.detections[index] = detector(frame, index)
         if index in clip_frames:
-            result.frames[index] = frame.to_ndarray(format="rgb24")
+            result.frames[index] = frame.image("rgb24")
         result.count += 1
         result.end = max(result.end, index + 1)
     result.error, result.audio_error = reader.error, reader.audio_error

@@ -31,7 +31,7 @@ Member = tuple[str, bytes]  # (file name inside the tar, contents)
 # The fields of a sample's json, as documented in shards/FORMAT.md.
 SAMPLE_FIELDS = (
     "dataset", "split", "chunk", "method", "video_id", "original_id", "identity", "label", "source", "clip",
-    "num_frames", "frame_indices", "fps", "start_time", "end_time", "frame_size", "crop_size", "margin",
+    "num_frames", "frame_indices", "fps", "start_time", "end_time", "frame_size", "rotation", "crop_size", "margin",
     "image_format", "boxes", "crop_boxes", "scores", "detector", "has_audio", "audio_rate", "audio_samples",
     "builder_version",
 )
@@ -97,7 +97,8 @@ def clip_metadata(entry: VideoEntry, video: VideoClips, clip: Clip, cfg: ShardsC
         "label": entry.label, "source": entry.path, "clip": clip.index,
         "num_frames": len(clip.frame_indices), "frame_indices": clip.frame_indices,
         "fps": round(video.info.fps, 4), "start_time": round(start, 4), "end_time": round(end, 4),
-        "frame_size": [video.info.width, video.info.height], "crop_size": cfg.crop_size, "margin": cfg.margin,
+        "frame_size": [video.info.width, video.info.height], "rotation": video.info.rotation,
+        "crop_size": cfg.crop_size, "margin": cfg.margin,
         "image_format": cfg.image_format, "boxes": _rounded(clip.boxes, 2), "crop_boxes": clip.crop_boxes.tolist(),
         "scores": _rounded(clip.scores, 4), "detector": video.detector,
         "has_audio": clip.audio is not None, "audio_rate": cfg.audio_rate,
