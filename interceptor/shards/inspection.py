@@ -16,11 +16,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from interceptor import DATASETS
 from interceptor.shards.build import FORMAT, MANIFEST
 from interceptor.shards.samples import SAMPLE_FIELDS, sample_key
 from interceptor.utils import read_json
 
-KEY_PATTERN = re.compile(r"(ffpp|celebdf|dfdc)-[A-Za-z0-9_]+-[a-z0-9_]+-[A-Za-z0-9_]+-clip\d{2,}")
+# dataset-split-method-videoid[-faceF]-clipNN: builder version 1 has no face part
+KEY_PATTERN = re.compile(rf"({'|'.join(DATASETS)})-[A-Za-z0-9_]+-[a-z0-9_]+-[A-Za-z0-9_]+(-face\d+)?-clip\d{{2,}}")
 
 
 @dataclass
