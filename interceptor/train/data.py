@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -32,6 +33,8 @@ from interceptor.utils import read_json
 log = logging.getLogger(__name__)
 
 AUDIO_RATE = 16000
+# Shard formats this pipeline reads: 1 (one face per video, keys without -faceF) and 2 (several faces).
+READABLE_BUILDER_VERSIONS = (1, 2)
 
 
 class DataError(ValueError):
@@ -54,6 +57,11 @@ class ShardSet:
     @classmethod
     def load(cls, root: Path, directory: Path) -> ShardSet:
         manifest = read_json(directory / "manifest.json", "shard manifest")
+        version = manifest.get("builder_version")
+        if version not in READABLE_BUILDER_VERSIONS:
+            raise DataError(f"{directory / 'manifest.json'}: shards of builder version {version!r}; this trainer reads "
+                            f"versions {', '.join(map(str, READABLE_BUILDER_VERSIONS))} (shards/FORMAT.md): rebuild "
+                            "them with `interceptor shards build`")
         try:
             shards = [(directory / s["name"], int(s["samples"])) for s in manifest["shards"]]
             counts = manifest["samples_by_label"]
@@ -88,9 +96,15 @@ def _label(sample: dict) -> int:
     return int(sample["cls"])
 
 
-def video_key(sample_key: str) -> str:
-    """The unique video of a clip: its key without the ``-clipNN`` suffix (FORMAT.md)."""
+def face_key(sample_key: str) -> str:
+    """The face (of one video) a clip follows: its key without the ``-clipNN`` suffix (FORMAT.md). Shards of
+    builder version 1 have one face per video and no ``-faceF`` part: the face is the video."""
     return sample_key.rsplit("-clip", 1)[0]
+
+
+def video_key(sample_key: str) -> str:
+    """The unique video of a clip: its key without the ``-faceF`` and ``-clipNN`` parts (FORMAT.md)."""
+    return re.sub(r"-face\d+$", "", face_key(sample_key))
 
 
 def _decode_image(data: bytes) -> np.ndarray:
@@ -264,7 +278,8 @@ def decode_sample(sample: dict, spec: InputSpec, rng: np.random.Generator | None
     """Raw shard sample -> :func:`clip_item` (uint8 pixels, int16 audio) plus label and video key."""
     audio = _sample_audio(sample) if spec.kind == "clip+audio" else None
     meta = json.loads(sample["json"])
-    return {"label": _label(sample), "video": video_key(sample["__key__"]), "key": sample["__key__"],
+    return {"label": _label(sample), "video": video_key(sample["__key__"]), "face": face_key(sample["__key__"]),
+            "key": sample["__key__"],
             "source": f"{meta['dataset']}:{meta['source']}",
             **clip_item(_EncodedFrames(sample), audio, spec, rng, augment, eval_frames)}
 
@@ -283,7 +298,7 @@ def stack_inputs(items: list[dict], spec: InputSpec) -> dict:
 def collate(items: list[dict], spec: InputSpec) -> dict:
     """Stack decoded samples into a batch: :func:`stack_inputs` plus labels, video and clip keys."""
     return {"label": torch.tensor([i["label"] for i in items]), "video": [i["video"] for i in items],
-            "key": [i["key"] for i in items], "source": [i["source"] for i in items], **stack_inputs(items, spec)}
+            "face": [i["face"] for i in items], "key": [i["key"] for i in items], "source": [i["source"] for i in items], **stack_inputs(items, spec)}
 
 
 def evaluation_rows(items: list[dict], spec: InputSpec, eval_frames: str) -> list[dict]:
