@@ -16,11 +16,13 @@ import pytest
 import webdataset as wds
 
 from conftest import REPO
+from interceptor.metrics import aggregate_videos
 from interceptor.schema import FFPP_METHODS, ShardsConfig
 from interceptor.shards import extract_clips
 from interceptor.shards.build import BuildError, build_shards
 from interceptor.shards.inspection import inspect_shards
 from interceptor.shards.layouts import LayoutError, read_layout
+from interceptor.train.data import DataError, ShardSet, face_key, video_key
 
 from scenes import render_scene, write_video
 from test_shards import faststart_copy
@@ -106,22 +108,28 @@ def test_unchanged_faces_can_be_labelled_real(dfd_root, tmp_path, demo_config):
     assert {(s["face"], s["cls"]) for s in fake} == {(0, 0), (1, 1)}
 
 
-def test_dfdc_test_set_builds_from_its_labels_csv(dfd_root, tmp_path, demo_config):
+def test_dfdc_test_set_builds_from_its_labels_csv(dfd_root, rotated_twins, tmp_path, demo_config):
     """The DFDC public test set: labels.csv (1 = fake) beside videos/; no original is known, so every face of a
-    fake keeps its label and the manifest says so; listed-but-absent and unlisted videos are reported."""
+    fake keeps its label and the manifest says so; listed-but-absent and unlisted videos are reported. A phone
+    video's rotation is recorded and its boxes are upright."""
     root = tmp_path / "test"
     (root / "videos").mkdir(parents=True)
+    shutil.copy(rotated_twins[90], root / "videos/phone.mp4")
     shutil.copy(dfd_root / "original_sequences/actors/c23/videos/01__exit_phone_room.mp4", root / "videos/aaaa.mp4")
     shutil.copy(next((dfd_root / "manipulated_sequences").rglob("*.mp4")), root / "videos/bbbb.mp4")
     shutil.copy(root / "videos/aaaa.mp4", root / "videos/extra.mp4")
-    (root / "labels.csv").write_text("filename,label\naaaa.mp4,0\nbbbb.mp4,1\ngone.mp4,1\n")
+    (root / "labels.csv").write_text("filename,label\naaaa.mp4,0\nbbbb.mp4,1\ngone.mp4,1\nphone.mp4,0\n")
     manifest = build("dfdc_test", root, tmp_path / "out", demo_config.shards)["test"]
-    assert manifest["videos_by_label"] == {"0": 1, "1": 1} and manifest["fakes_without_original"] == 1
+    assert manifest["videos_by_label"] == {"0": 2, "1": 1} and manifest["fakes_without_original"] == 1
     assert manifest["missing"] == ["gone.mp4"] and manifest["unlisted"] == ["videos/extra.mp4"]
     samples = samples_of(tmp_path / "out" / "test")
     assert {(s["face"], s["cls"]) for s in samples if s["video_id"] == "aaaa"} == {(0, 0), (1, 0)}
     fake = [s for s in samples if s["video_id"] == "bbbb"]
     assert fake and all(s["cls"] == 1 and s["face_change"] is None for s in fake)
+    phone = [s for s in samples if s["video_id"] == "phone"]
+    assert phone and all(s["rotation"] == 90 and s["frame_size"] == [320, 180] for s in phone)
+    upright = extract_clips(rotated_twins[0], demo_config.shards, num_clips=demo_config.shards.eval_clips_per_video)
+    assert [s["boxes"] for s in phone] == [np.round(c.boxes, 2).tolist() for c in upright.clips]
 
 
 # ----------------------------------------------------------------------------------------------- layouts
@@ -242,3 +250,32 @@ def test_replaced_or_relabelled_videos_are_rebuilt(tmp_path, dfd_root, demo_conf
     shutil.copy(fake, chunk / "a.mp4")  # another video under the same name
     rebuilt = build("dfdc", tmp_path / "raw", out, cfg)["chunk-01/train"]
     assert rebuilt["inputs_sha256"] != first["inputs_sha256"] and rebuilt["shards"] != first["shards"]
+
+
+# ----------------------------------------------------------------------------------------------- evaluation
+
+
+def test_video_level_evaluation_aggregates_over_faces():
+    """Clips group by face (mean), faces by video: the most suspicious face by default, or their mean; a video is
+    fake when one of its faces is (a fake with one swapped face of two)."""
+    keys = ["dfdc-chunk00_test-fake-vid-face0-clip00", "dfdc-chunk00_test-fake-vid-face0-clip01",
+            "dfdc-chunk00_test-fake-vid-face1-clip00", "dfdc-chunk00_test-original-real-face0-clip00"]
+    assert [video_key(k) for k in keys] == ["dfdc-chunk00_test-fake-vid"] * 3 + ["dfdc-chunk00_test-original-real"]
+    assert face_key(keys[2]) == "dfdc-chunk00_test-fake-vid-face1"
+    assert video_key("ffpp-test-deepfakes-000_003-clip01") == face_key("ffpp-test-deepfakes-000_003-clip01") == \
+        "ffpp-test-deepfakes-000_003", "builder version 1 keys: one face per video"
+    videos, faces = [video_key(k) for k in keys], [face_key(k) for k in keys]
+    labels, probs = [0, 0, 1, 0], [0.1, 0.3, 0.9, 0.4]
+    ids, video_labels, scores = aggregate_videos(videos, labels, probs, face_ids=faces)
+    assert ids == ["dfdc-chunk00_test-fake-vid", "dfdc-chunk00_test-original-real"]
+    assert video_labels.tolist() == [1, 0] and scores.tolist() == pytest.approx([0.9, 0.4])
+    _, _, means = aggregate_videos(videos, labels, probs, face_ids=faces, face_aggregation="mean")
+    assert means.tolist() == pytest.approx([(0.2 + 0.9) / 2, 0.4])
+
+
+def test_trainer_refuses_shards_of_an_unknown_builder_version(tmp_path):
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "manifest.json").write_text(json.dumps({"builder_version": 3, "shards": []}))
+    with pytest.raises(DataError, match=re.escape(str(tmp_path / "set" / "manifest.json")) +
+                       ": shards of builder version 3; this trainer reads versions 1, 2"):
+        ShardSet.load(tmp_path, tmp_path / "set")
