@@ -139,6 +139,15 @@ def _summary(report: ShardSetReport, root: Path) -> list[str]:
              f"videos in {len(m['shards'])} shards ({size / 1e6:.1f} MB)",
              f"  samples by label: {m['samples_by_label']}   videos by label: {m['videos_by_label']}",
              f"  samples by method: {m['samples_by_method']}"]
+    if m.get("protocol"):
+        lines.append(f"  FF++ protocol: {m['protocol']}")
+    if m.get("faces", m["total_videos"]) != m["total_videos"] or m.get("fake_faces_unchanged"):
+        lines.append(f"  faces: {m['faces']}; faces of fakes unchanged against the original: "
+                     f"{m['fake_faces_unchanged']} ({m['settings']['unchanged_faces']})")
+    for key, what in (("fakes_without_original", "fakes without their original (every face kept as fake)"),
+                      ("fakes_without_changed_face", "fakes with no changed face (every face kept as fake)")):
+        if m.get(key):
+            lines.append(f"  {what}: {m[key]}")
     if m["clips_without_face"]:
         lines.append(f"  clips dropped for lack of a face: {m['clips_without_face']}")
     reasons = Counter(s["reason"].split(":")[0] for s in m["skipped"])
