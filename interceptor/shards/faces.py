@@ -14,7 +14,8 @@ being followed), and in between a detection only in a window around each face fo
 small fraction of a full-frame pass.
 
 The ``boxes`` backend reads precomputed boxes instead (the synthetic corpus's ground truth, or any detector run
-offline): a JSON file ``{path relative to the dataset root: [[[x0, y0, x1, y1], ...boxes in frame i], ...]}``.
+offline): a JSON file ``{path relative to the dataset root: [[[x0, y0, x1, y1], ...boxes in frame i], ...]}``,
+in upright pixels (after the display rotation).
 """
 
 from __future__ import annotations
