@@ -266,7 +266,7 @@ def process_video(job: VideoJob) -> dict:
     try:
         video = extract_clips(Path(job.root) / entry.path, cfg, tracks, num_clips=job.num_clips,
                               dataset_path=entry.path)
-        faces = list(range(len(video.tracks)))
+        faces = sorted({clip.face for clip in video.clips})  # the faces with clips
         compared = original_crops is not None and video.detector == "original"
         changes = face_changes(video, original_crops, cfg.margin) if compared else None
         decided = label_faces(entry.label, faces, changes, cfg)
