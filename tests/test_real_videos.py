@@ -279,3 +279,16 @@ def test_trainer_refuses_shards_of_an_unknown_builder_version(tmp_path):
     with pytest.raises(DataError, match=re.escape(str(tmp_path / "set" / "manifest.json")) +
                        ": shards of builder version 3; this trainer reads versions 1, 2"):
         ShardSet.load(tmp_path, tmp_path / "set")
+
+
+def test_inspect_reports_a_dataset_whose_shard_sets_are_all_empty(tmp_path):
+    """Shards of an earlier build that came out empty (a c40-only FF++ tree built at c23) are a problem."""
+    for split in ("train", "val", "test"):
+        (tmp_path / split).mkdir()
+        (tmp_path / split / "manifest.json").write_text(json.dumps({
+            "format": "interceptor-webdataset-shards", "builder_version": 1, "dataset": "ffpp", "shard_set": split,
+            "split": split, "chunk": None, "tasks": 1, "total_samples": 0, "total_videos": 0, "samples_by_label": {},
+            "samples_by_method": {}, "videos_by_label": {}, "videos_by_method": {}, "clips_without_face": 0,
+            "shards": [], "skipped": [], "missing": [], "unlisted": [], "warnings": []}))
+    _, problems = inspect_shards(tmp_path)
+    assert problems == [f"{tmp_path}: every ffpp shard set is empty (no sample was built)"]

@@ -178,5 +178,8 @@ def inspect_shards(out: str | Path, checksums: bool = True) -> tuple[str, list[s
         totals[f"{report.manifest['dataset']} {report.manifest['split']}"] += report.manifest["total_samples"]
     lines.append("samples per dataset and split: " + ", ".join(f"{k}: {v}" for k, v in sorted(totals.items())))
     problems = [p for r in reports for p in r.problems]
+    for dataset in sorted({r.manifest["dataset"] for r in reports}):
+        if not any(v for k, v in totals.items() if k.split(" ")[0] == dataset):
+            problems.append(f"{out}: every {dataset} shard set is empty (no sample was built)")
     lines.append(f"{len(reports)} shard sets, {len(problems)} problems")
     return "\n".join(lines), problems
