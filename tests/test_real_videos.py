@@ -1,5 +1,6 @@
 """Videos as they come (issue 11): display rotation, several faces, the standard dataset protocols, and builds
-that cannot silently come out empty. Small hand-made videos (tests/scenes.py) rather than the corpus, where possible."""
+that cannot silently come out empty. Small hand-made videos (tests/scenes.py) rather than the corpus, where
+possible."""
 
 from __future__ import annotations
 
