@@ -296,9 +296,10 @@ def stack_inputs(items: list[dict], spec: InputSpec) -> dict:
 
 
 def collate(items: list[dict], spec: InputSpec) -> dict:
-    """Stack decoded samples into a batch: :func:`stack_inputs` plus labels, video and clip keys."""
+    """Stack decoded samples into a batch: :func:`stack_inputs` plus labels, video, face and clip keys."""
     return {"label": torch.tensor([i["label"] for i in items]), "video": [i["video"] for i in items],
-            "face": [i["face"] for i in items], "key": [i["key"] for i in items], "source": [i["source"] for i in items], **stack_inputs(items, spec)}
+            "face": [i["face"] for i in items], "key": [i["key"] for i in items],
+            "source": [i["source"] for i in items], **stack_inputs(items, spec)}
 
 
 def evaluation_rows(items: list[dict], spec: InputSpec, eval_frames: str) -> list[dict]:
