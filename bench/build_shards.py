@@ -57,7 +57,7 @@ def build(paths: list[tuple[str, str]], cfg: ShardsConfig, num_clips: int) -> tu
     """Seconds for the builder's per-video task on every video, and this worker's peak RSS (MB)."""
     import cv2
 
-    from interceptor.shards.build import VideoJob, process_video
+    from interceptor.shards.build import VideoJob, input_identity, process_video
     from interceptor.shards.layouts import VideoEntry
 
     cv2.setNumThreads(1)
@@ -65,7 +65,8 @@ def build(paths: list[tuple[str, str]], cfg: ShardsConfig, num_clips: int) -> tu
         start = time.perf_counter()
         for i, (root, rel) in enumerate(paths):
             entry = VideoEntry("dfdc", "train", 0, "original", Path(rel).stem, 0, rel)
-            record = process_video(VideoJob(entry, root, f"{work}/{i}.tar", None, num_clips, cfg, ".tmp"))
+            record = process_video(VideoJob(entry, root, f"{work}/{i}.tar", None, num_clips, cfg, ".tmp",
+                                            input_identity(Path(root), entry)))
             if record["status"] != "ok":
                 print(f"  {rel}: skipped: {record['reason']}", file=sys.stderr)
         return time.perf_counter() - start, _peak_rss_mb()

@@ -65,7 +65,8 @@ def synthetic_batches(cfg: Config, spec: InputSpec, count: int) -> list[dict]:
     frames = 1 if spec.kind == "frame" else spec.frames
     batches = []
     for index in range(count):
-        items = [{"label": row % 2, "video": f"v{row}", "key": f"v{row}-clip00", "source": "bench:random",
+        items = [{"label": row % 2, "video": f"v{row}", "face": f"v{row}-face0", "key": f"v{row}-face0-clip00",
+                  "source": "bench:random",
                   "audio_mask": True,
                   "pixels": torch.randint(0, 256, (frames, 3, spec.image_size, spec.image_size), generator=generator,
                                           dtype=torch.uint8),

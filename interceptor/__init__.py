@@ -5,3 +5,6 @@ __version__ = "0.1.0"
 LABEL_REAL = 0
 LABEL_FAKE = 1
 SPECIALISTS = ("ll", "bg", "av", "cm", "rr", "tm")
+# Datasets the shard builder reads: FF++, Celeb-DF v2, DFDC (training parts), FF++'s DeepFakeDetection and the
+# DFDC public test set (evaluation only).
+DATASETS = ("ffpp", "celebdf", "dfdc", "dfd", "dfdc_test")

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from interceptor import DATASETS
 from interceptor.config import ConfigError, load_config
 from interceptor.utils import setup_logging
 
@@ -157,7 +158,9 @@ def _add_shards_parser(sub) -> None:
     shards = sub.add_parser("shards", help="build and inspect WebDataset shards (see shards/FORMAT.md)")
     actions = shards.add_subparsers(dest="action", required=True)
     build = actions.add_parser("build", help="turn a raw dataset layout into WebDataset shards")
-    build.add_argument("dataset", choices=["ffpp", "celebdf", "dfdc"])
+    build.add_argument("dataset", choices=DATASETS,
+                       help="dfd: FF++'s DeepFakeDetection (--root: the FF++ root); dfdc_test: the DFDC public test "
+                            "set (--root: the folder holding its labels.csv)")
     build.add_argument("--root", help="the dataset's root directory, in its official layout")
     build.add_argument("--out", required=True, help="output: OUT/{train,val,test}/, or OUT/chunk-KK/... for DFDC")
     build.add_argument("--split", type=_list_of(str, ("train", "val", "test")),

@@ -3,7 +3,8 @@
     interceptor eval --models MODELS --shards SHARDS [--splits ffpp/test,...] --out REPORT
 
 1. Every specialist in MODELS scores the agent's fit sets (validation) and the report splits, video by video
-   (the mean of its clips' probabilities; AV has no input on videos without an audio track).
+   (a face's score is the mean of its clips' probabilities, a video's its most suspicious face's, or the faces'
+   mean: ``eval.face_aggregation``; AV has no input on videos without an audio track).
 2. The agent's weights are fitted on validation (``agent.method``) and saved to ``MODELS/agent.json``.
 3. For each split: AUC, average precision, log loss, EER, accuracy at the threshold, per-class accuracy and F1
    of every specialist and of the agent, also per manipulation method; ROC curves and the agent's confusion
@@ -22,6 +23,7 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
+from interceptor import SPECIALISTS
 from interceptor.agent import Agent, fit_agent
 from interceptor.export import model_dirs
 from interceptor.metrics import aggregate_videos, binary_metrics, roc_auc
@@ -31,7 +33,6 @@ from interceptor.schema import Config
 from interceptor.train.data import DataError, InputSpec, resolve_shard_sets
 from interceptor.train.distributed import DistInfo
 from interceptor.train.evaluate import predict_clips
-from interceptor import SPECIALISTS
 from interceptor.utils import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ class VideoScores:
 def score_videos(model: torch.nn.Module, shard_sets, cfg: Config, dist: DistInfo) -> tuple[list[str], dict]:
     """(video ids, {video: (label, source, P(fake) or NaN without input)}) for one model over shard sets."""
     predictions = predict_clips(model, shard_sets, cfg.data, InputSpec.of(model), dist)
-    ids, labels, scores = aggregate_videos(predictions.videos, predictions.labels, predictions.probs)
+    ids, labels, scores = aggregate_videos(predictions.videos, predictions.labels, predictions.probs,
+                                           face_ids=predictions.faces, face_aggregation=cfg.eval.face_aggregation)
     source = dict(zip(predictions.videos, predictions.sources))
     present: dict[str, bool] = {}
     for video, has_input in zip(predictions.videos, predictions.has_input):

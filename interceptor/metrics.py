@@ -88,34 +88,57 @@ def confident_strategy(probs: Sequence[float], threshold: float = 0.8, min_confi
     return float(p.mean())
 
 
+def aggregate_faces(scores: Sequence[float], how: str = "max") -> float:
+    """A video's P(fake) from its faces': the most suspicious face's (``max``) or their ``mean``."""
+    if how == "max":
+        return float(np.max(scores))
+    if how == "mean":
+        return float(np.mean(scores))
+    raise ValueError(f"unknown face aggregation {how!r} (max, mean)")
+
+
 def aggregate_videos(video_ids: Iterable[str], labels: Iterable[int], probs: Iterable[float],
-                     strategy: str = "mean", **strategy_args) -> tuple[list[str], np.ndarray, np.ndarray]:
+                     strategy: str = "mean", face_ids: Iterable[str] | None = None, face_aggregation: str = "max",
+                     **strategy_args) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Group clip probabilities by video id; returns (ids, labels, video probabilities) sorted by id.
 
-    A video's clips must agree on the label (they come from one file); a disagreement is an error.
+    With ``face_ids`` (the face each clip follows), clips are first grouped by face (``strategy``), then a video's
+    faces by :func:`aggregate_faces`; the video is fake when any of its faces is. A face's clips must agree on
+    the label (they come from one face of one file); a disagreement is an error.
     """
+    video_ids = list(video_ids)
+    face_ids = list(face_ids) if face_ids is not None else video_ids
     grouped: dict[str, list[float]] = defaultdict(list)
-    video_label: dict[str, int] = {}
-    for vid, label, prob in zip(video_ids, labels, probs):
-        grouped[vid].append(float(prob))
-        if video_label.setdefault(vid, int(label)) != int(label):
-            raise ValueError(f"video {vid!r} has clips with different labels")
-    ids = sorted(grouped)
+    face_label: dict[str, int] = {}
+    video_of: dict[str, str] = {}
+    for face, vid, label, prob in zip(face_ids, video_ids, labels, probs):
+        grouped[face].append(float(prob))
+        video_of[face] = vid
+        if face_label.setdefault(face, int(label)) != int(label):
+            raise ValueError(f"video {face!r} has clips with different labels")
     if strategy == "mean":
-        scores = [float(np.mean(grouped[v])) for v in ids]
+        face_score = {f: float(np.mean(p)) for f, p in grouped.items()}
     elif strategy == "confident":
-        scores = [confident_strategy(grouped[v], **strategy_args) for v in ids]
+        face_score = {f: confident_strategy(p, **strategy_args) for f, p in grouped.items()}
     else:
         raise ValueError(f"unknown video aggregation strategy {strategy!r} (mean, confident)")
-    return ids, np.asarray([video_label[v] for v in ids]), np.asarray(scores)
+    faces_of: dict[str, list[str]] = defaultdict(list)
+    for face in sorted(grouped):
+        faces_of[video_of[face]].append(face)
+    ids = sorted(faces_of)
+    return (ids, np.asarray([max(face_label[f] for f in faces_of[v]) for v in ids]),
+            np.asarray([aggregate_faces([face_score[f] for f in faces_of[v]], face_aggregation) for v in ids]))
 
 
 def clip_and_video_metrics(video_ids: Sequence[str], labels: Sequence[int], probs: Sequence[float],
-                           threshold: float = 0.5, confident_args: dict | None = None) -> dict[str, float]:
-    """Flat metric dict: ``clip_*``, ``video_mean_*`` and ``video_confident_*`` keys."""
+                           threshold: float = 0.5, confident_args: dict | None = None,
+                           face_ids: Sequence[str] | None = None, face_aggregation: str = "max") -> dict[str, float]:
+    """Flat metric dict: ``clip_*``, ``video_mean_*`` and ``video_confident_*`` keys (videos: their faces
+    aggregated as :func:`aggregate_videos` does)."""
     out = {f"clip_{k}": v for k, v in binary_metrics(labels, probs, threshold).items()}
     for strategy in ("mean", "confident"):
         args = (confident_args or {}) if strategy == "confident" else {}
-        _, v_labels, v_probs = aggregate_videos(video_ids, labels, probs, strategy, **args)
+        _, v_labels, v_probs = aggregate_videos(video_ids, labels, probs, strategy, face_ids, face_aggregation,
+                                                **args)
         out.update({f"video_{strategy}_{k}": v for k, v in binary_metrics(v_labels, v_probs, threshold).items()})
     return out

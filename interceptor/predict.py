@@ -4,13 +4,15 @@
     for result in predict_videos(["a.mp4", "b.mp4"], predictor):
         print(result["label"], result["fake_probability"])     # or result["error"]
 
-A video goes through the shard builder's own per-video path (:func:`~interceptor.shards.extract_clips`: decode,
-detect and track the face, crop the clips, cut their audio) with the val/test settings
+A video goes through the shard builder's own per-video path (:func:`~interceptor.shards.extract_clips`: decode
+upright, detect and track every face, crop the clips, cut their audio) with the val/test settings
 (``shards.eval_clips_per_video``). Its clips become model inputs exactly as at evaluation
 (:func:`~interceptor.train.data.clip_item`), every specialist scores all of them in batches on the device, and a
-specialist's score of the video is the mean of its clip probabilities (the evaluator's ``video_mean``). The
-agent votes: ``agent.json`` of the models directory, else the fixed weights of ``agent.fixed_weights``. AV gets no
-score (input missing) for a video without an audio track, so the vote leaves it out and renormalises.
+specialist's score of a face is the mean of its clip probabilities (the evaluator's ``video_mean``). The agent
+votes on each face: ``agent.json`` of the models directory, else the fixed weights of ``agent.fixed_weights``. AV
+gets no score (input missing) for a video without an audio track, so the vote leaves it out and renormalises.
+The video's P(fake) aggregates its faces' as the evaluation does (``eval.face_aggregation``: the most suspicious
+face by default), and the result lists every face.
 
 The models directory (what the demo writes, see docs/predict.md)::
 
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 
 from interceptor.agent import Agent
+from interceptor.metrics import aggregate_faces
 from interceptor.export import STUDENT_SUFFIX, model_dirs
 from interceptor.models import SPECIALISTS, Detector, load_model
 from interceptor.models.export import DESCRIPTION
@@ -118,6 +121,7 @@ class Predictor:
         self.shards = dataclasses.replace(cfg.shards, detector=cfg.predict.detector,
                                           decode_threads=cfg.predict.decode_threads)
         self.eval_frames, self.batch_size = cfg.data.eval_frames, cfg.data.eval_batch_size
+        self.face_aggregation = cfg.eval.face_aggregation
         for specialist in specialists:
             check_crops(specialist, self.shards)
 
@@ -141,38 +145,63 @@ class Predictor:
             probabilities += torch.softmax(logits.float(), dim=-1)[:, 1].cpu().tolist()
         return probabilities
 
+    def face_scores(self, clips: list[Clip], has_audio: bool) -> dict[str, float | None]:
+        """Each specialist's P(fake) of one face: the mean over its clips (None for AV without audio)."""
+        scores: dict[str, float | None] = {}
+        for specialist in self.specialists:
+            if specialist.spec.kind == "clip+audio" and not has_audio:
+                scores[specialist.name] = None  # input missing: left out of the vote, not counted as "real"
+            else:
+                # Every clip has as many rows, so the mean over rows is the mean of the clip probabilities.
+                scores[specialist.name] = float(np.mean(self.clip_probabilities(specialist, clips)))
+        return scores
+
     def predict(self, path: str | Path) -> dict:
         """The verdict on one video as a JSON-ready dict. Raises :class:`VideoError` when it gives no clip and
         ValueError when no specialist with a weight can vote on it."""
         start = time.perf_counter()
         video = extract_clips(path, self.shards, num_clips=self.shards.eval_clips_per_video)
-        scores: dict[str, float | None] = {}
-        for specialist in self.specialists:
-            if specialist.spec.kind == "clip+audio" and not video.has_audio:
-                scores[specialist.name] = None  # input missing: left out of the vote, not counted as "real"
-            else:
-                # Every clip has as many rows, so the mean over rows is the mean of the clip probabilities.
-                scores[specialist.name] = float(np.mean(self.clip_probabilities(specialist, video.clips)))
-        fake_probability, shares = self.agent.vote(scores)
+        faces = []
+        for face, track in enumerate(video.tracks):
+            clips = [clip for clip in video.clips if clip.face == face]
+            if not clips:
+                continue
+            scores = self.face_scores(clips, video.has_audio)
+            probability, shares = self.agent.vote(scores)
+            faces.append({"face": face, "box": _median_box(track), "fake_probability": probability,
+                          "clips": len(clips), "frames": int(np.count_nonzero(~np.isnan(track.boxes[:, 0]))),
+                          "specialists": scores, "weights": shares})
+        fake_probability = aggregate_faces([f["fake_probability"] for f in faces], self.face_aggregation)
         return {
             "video": str(path),
             "label": "fake" if fake_probability >= self.agent.threshold else "real",
             "fake_probability": fake_probability,
             "threshold": self.agent.threshold,
             "agent": self.agent.method,
-            "specialists": {s.name: self._specialist_entry(s, scores[s.name], shares, video) for s in self.specialists},
+            "face_aggregation": self.face_aggregation,
+            "specialists": {s.name: self._specialist_entry(s, faces) for s in self.specialists},
+            "faces": faces,
             **video_summary(video),
             "device": str(self.device),
             "seconds": round(time.perf_counter() - start, 3),
         }
 
-    def _specialist_entry(self, specialist: Specialist, score: float | None, shares: dict[str, float],
-                          video: VideoClips) -> dict:
-        entry = {"probability": score, "weight": shares.get(specialist.name, 0.0),
-                 "clips": 0 if score is None else len(video.clips), "model": "student" if specialist.student else "full"}
-        if score is None:
+    def _specialist_entry(self, specialist: Specialist, faces: list[dict]) -> dict:
+        """A specialist's probability over the faces (aggregated as the verdict is) and its vote weight."""
+        scores = [f["specialists"][specialist.name] for f in faces]
+        missing = any(score is None for score in scores)
+        entry = {"probability": None if missing else aggregate_faces(scores, self.face_aggregation),
+                 "weight": max(f["weights"].get(specialist.name, 0.0) for f in faces),
+                 "clips": 0 if missing else sum(f["clips"] for f in faces),
+                 "model": "student" if specialist.student else "full"}
+        if missing:
             entry["note"] = "no audio"
         return entry
+
+
+def _median_box(track) -> list[float]:
+    """A face's typical box: the per-coordinate median over the frames it is tracked in (upright pixels)."""
+    return [round(float(v), 1) for v in np.nanmedian(track.boxes, axis=0)]
 
 
 def video_summary(video: VideoClips) -> dict:
@@ -180,8 +209,9 @@ def video_summary(video: VideoClips) -> dict:
     summary = {
         "clips": len(video.clips),
         "frames": sum(len(clip.frame_indices) for clip in video.clips),
-        "faces_found": int(np.count_nonzero(~np.isnan(video.track.boxes[:, 0]))),
+        "faces_found": int(np.count_nonzero(np.any([~np.isnan(t.boxes[:, 0]) for t in video.tracks], axis=0))),
         "video_frames": video.info.num_frames,
+        "rotation": video.info.rotation,
         "has_audio": video.has_audio,
         "detector": video.detector,
     }
@@ -207,7 +237,8 @@ def summary_line(result: dict) -> str:
     scores = ", ".join(f"{name} {'-' if s['probability'] is None else format(s['probability'], '.2f')}"
                        for name, s in result["specialists"].items())
     audio = "audio" if result["has_audio"] else "no audio"
+    faces = ", ".join(f"face {f['face']} {f['fake_probability']:.2f}" for f in result["faces"])
     return (f"{result['video']}: {result['label'].upper()} {result['fake_probability']:.3f} "
-            f"(threshold {result['threshold']:.2f}; {scores}; {result['clips']} clips, faces in "
+            f"(threshold {result['threshold']:.2f}; {faces}; {scores}; {result['clips']} clips, faces in "
             f"{result['faces_found']}/{result['video_frames']} frames, {audio}; {result['seconds']:.1f} s on "
             f"{result['device']})")

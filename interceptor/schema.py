@@ -27,7 +27,10 @@ class SynthConfig:
     workers: int = 2  # processes used to render and encode videos
 
 
-FFPP_METHODS = ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter"]
+# The standard FF++ protocol's four methods; FaceShifter (added to FF++ later) is opt-in, and a build with it
+# is labelled as such (manifest ``protocol``).
+FFPP_METHODS = ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"]
+FFPP_OPTIONAL_METHODS = ["FaceShifter"]
 
 
 @dataclass
@@ -48,7 +51,9 @@ class DetectorConfig:
     track_iou: float = 0.3  # a detection joins a track when it overlaps the track's last box this much
     max_gap: int = 2  # detection frames a track may miss and still continue
     min_track_fraction: float = 0.3  # a stable track is found in this share of detection frames (and in half as
-    # many as the most often found track); the largest stable track is kept
+    # many as the most often found track); every stable face is kept, each giving its own clips
+    min_face_ratio: float = 0.4  # a kept face's size (median box side) is at least this share of the largest's
+    max_faces: int = 4  # at most this many faces per video (the largest ones)
     smooth: int = 3  # moving-average window over a track's detections (odd; 1 = no smoothing)
 
 
@@ -67,8 +72,14 @@ class ShardsConfig:
     audio_rate: int = 16000  # mono int16 audio per clip, when the video has a track
     shard_max_samples: int = 1000
     shard_max_bytes: int = 1_000_000_000
+    # A fake's face whose crops differ from its original's (same frames) by more than this inside the face box
+    # beyond the difference around it (the re-encoding noise; mean absolute differences in 8-bit levels) was
+    # manipulated; an unchanged face of a fake is dropped ("drop") or labelled real ("real"). Fakes without their
+    # original in the shard set, or with no changed face (an audio-only fake), keep their label on every face.
+    face_change_threshold: float = 1.5
+    unchanged_faces: Literal["drop", "real"] = "drop"
     ffpp_compression: Literal["raw", "c23", "c40"] = "c23"
-    ffpp_methods: list[str] = field(default_factory=lambda: list(FFPP_METHODS))
+    ffpp_methods: list[str] = field(default_factory=lambda: list(FFPP_METHODS))  # add FaceShifter to opt in
     celebdf_val_fraction: float = 0.15  # share of non-test identities (and YouTube-real videos) held out as val
     dfdc_val_fraction: float = 0.1  # share of each chunk's clusters (an original and its fakes) held out as val
     dfdc_test_fraction: float = 0.1
@@ -232,6 +243,9 @@ class EvalConfig:
     # Where the specialization matrix takes each fake's artifact families from: a synthetic corpus's
     # synth_manifest.json; None uses the manipulation method (FF++ method, Celeb-synthesis, DFDC) instead.
     families: str | None = None
+    # A video with several faces: its P(fake) is its most suspicious face's ("max": a fake may swap one face of
+    # several) or the faces' mean ("mean"). Used by eval, the trainer's video metrics and predict alike.
+    face_aggregation: Literal["max", "mean"] = "max"
 
 
 @dataclass

@@ -13,6 +13,7 @@ import torch
 from interceptor.agent import Agent
 from interceptor.config import to_dict
 from interceptor.models import SPECIALISTS, build_model, export_model
+from interceptor.shards.track import iou
 
 from conftest import REPO
 
@@ -87,3 +88,24 @@ def test_predict_on_real_dfdc_videos(models_dir, dfdc_sample):
     for row in map(json.loads, result.stdout.splitlines()):
         assert row["clips"] == 4 and row["has_audio"] and row["faces_found"] >= 0.95 * row["video_frames"]
         assert all(s["probability"] is not None for s in row["specialists"].values())
+
+
+def test_predict_lists_every_face_of_a_two_person_video_and_turns_phone_videos_upright(models_dir, tmp_path):
+    """Two people: both faces are scored, each with its box and probabilities, and the video's P(fake) is the
+    most suspicious face's. A video stored sideways with a display matrix is scored upright."""
+    from scenes import render_scene, write_video
+
+    frames, people = render_scene(3, frames=40, two_people=True)
+    two = write_video(tmp_path / "two.mp4", frames)
+    upright, _ = render_scene(1, frames=40)
+    phone = write_video(tmp_path / "phone.mp4", upright, rotation=270)
+    result = predict(two, phone, "--models", models_dir, "--json", "--device", "cpu")
+    assert result.returncode == 0, result.stderr[-3000:]
+    two_row, phone_row = map(json.loads, result.stdout.splitlines())
+    faces = two_row["faces"]
+    assert [f["face"] for f in faces] == [0, 1]
+    for face, person in zip(faces, people):  # face 0 is the larger, the corpus's main talker
+        assert iou(face["box"], person[20]) > 0.6 and set(face["specialists"]) == set(SPECIALISTS)
+        assert 0 <= face["fake_probability"] <= 1 and face["clips"] == 4
+    assert two_row["fake_probability"] == pytest.approx(max(f["fake_probability"] for f in faces))
+    assert phone_row["rotation"] == 270 and len(phone_row["faces"]) == 1

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from interceptor.config import ConfigError
 from interceptor.schema import ShardsConfig
+from interceptor.shards.changes import face_changes, label_faces, work_file_crops
 from interceptor.shards.extract import extract_clips
 from interceptor.shards.faces import check_detector
 from interceptor.shards.layouts import ShardSetListing, VideoEntry, clips_for_split, read_layout
@@ -75,10 +76,20 @@ class Task:
 # ----------------------------------------------------------------------------------------------- one shard set
 
 
+def input_identity(root: Path, entry: VideoEntry) -> dict:
+    """What a video's samples depend on besides the settings: the file (size, modification time) and its label,
+    and for a fake the same of the original whose track it reuses. A change means the video is built again."""
+    def of(path: str) -> list[int]:
+        stat = (root / path).stat()
+        return [stat.st_size, stat.st_mtime_ns]
+
+    return {"file": of(entry.path), "label": entry.label, "original": of(entry.original) if entry.original else None}
+
+
 class ShardSetBuild:
     """The output directory of one shard set, as seen by one task."""
 
-    def __init__(self, out: Path, listing: ShardSetListing, task: Task, settings: dict):
+    def __init__(self, out: Path, root: Path, listing: ShardSetListing, task: Task, settings: dict):
         self.listing = listing
         self.task = task
         self.settings = settings
@@ -89,6 +100,8 @@ class ShardSetBuild:
         self.part = self.directory / f"manifest-part-{task.index:03d}-of-{task.count:03d}.json"
         self.videos = self._share(listing.videos, task)
         self.by_path = {v.path: v for v in self.videos}
+        self.inputs = {v.path: input_identity(root, v) for v in listing.videos}  # every task's: one digest
+        self.inputs_digest = settings_digest(self.inputs)
 
     @staticmethod
     def _share(videos: list[VideoEntry], task: Task) -> list[VideoEntry]:
@@ -103,10 +116,24 @@ class ShardSetBuild:
     def _finished(self, path: Path) -> bool:
         if not path.is_file():
             return False
-        if read_json(path, "shard manifest").get("settings_sha256") != self.digest:
+        manifest = read_json(path, "shard manifest")
+        if manifest.get("settings_sha256") != self.digest:
             raise BuildError(f"{path}: this shard set was built with other settings; remove {self.directory} or "
                              "build into another --out")
+        if manifest.get("inputs_sha256") != self.inputs_digest:
+            log.info("%s: videos replaced, relabelled, added or removed since it was built: rebuilding", path)
+            return False
         return True
+
+    def is_cached(self, entry: VideoEntry) -> bool:
+        """Whether the video's work file is there and was made from the same input (else it is removed)."""
+        path = self.work_file(entry)
+        if not path.is_file():
+            return False
+        if read_record(path).get("input") == self.inputs[entry.path]:
+            return True
+        path.unlink()
+        return False
 
     def is_done(self) -> bool:
         """Whether the whole shard set, or this task's part of it, is already built with these settings."""
@@ -164,9 +191,14 @@ class ShardSetBuild:
             "shard_set": listing.name, "split": listing.split, "chunk": listing.chunk,
             "tasks": self.task.count,
             "total_samples": sum(r["samples"] for r in built), "total_videos": len(built),
-            "samples_by_label": _count(built, "label", "samples"), "samples_by_method": _count(built, "method", "samples"),
+            "samples_by_label": dict(sorted(sum((Counter(r["samples_by_label"]) for r in built), Counter()).items())),
+            "samples_by_method": _count(built, "method", "samples"),
             "videos_by_label": _count(built, "label"), "videos_by_method": _count(built, "method"),
             "clips_without_face": sum(r["clips_without_face"] for r in built),
+            "faces": sum(len(r["tracks"]) for r in built),
+            "fake_faces_unchanged": sum(r["unchanged_faces"] for r in built),
+            "fakes_without_original": sum(r["face_decision"] == "no_original" for r in built),
+            "fakes_without_changed_face": sum(r["face_decision"] == "no_changed_face" for r in built),
             "shards": shards,
             "skipped": sorted(([*listing.skipped] if reports else []) +
                               [{"path": r["path"], "reason": r["reason"]} for r in records if r["status"] != "ok"],
@@ -174,7 +206,8 @@ class ShardSetBuild:
             "missing": listing.missing if reports else [],
             "unlisted": listing.unlisted if reports else [],
             "warnings": [{"path": r["path"], "message": w} for r in built for w in r["warnings"]],
-            "settings": self.settings, "settings_sha256": self.digest,
+            "protocol": listing.protocol,
+            "settings": self.settings, "settings_sha256": self.digest, "inputs_sha256": self.inputs_digest,
         }
         if self.task.count > 1:
             manifest["task"] = self.task.index
@@ -215,23 +248,36 @@ class VideoJob:
     num_clips: int
     cfg: ShardsConfig
     tmp_suffix: str
+    input: dict  # input_identity of the video, stored in its record
 
 
 def process_video(job: VideoJob) -> dict:
-    """Extract, encode and store one video's samples (or why it has none); returns its record."""
+    """Extract, label (face by face), encode and store one video's samples (or why it has none); returns its
+    record."""
     entry, cfg = job.entry, job.cfg
-    record = {"path": entry.path, "label": entry.label, "method": entry.method}
-    boxes = None
+    record = {"path": entry.path, "label": entry.label, "method": entry.method, "input": job.input}
+    tracks = original_crops = None
     if job.original_work_file:  # the original was processed first; without a face it has no track to lend
         original = read_record(Path(job.original_work_file))
-        boxes = FaceTrack.from_json(original["track"]) if original["status"] == "ok" else None
+        if original["status"] == "ok":
+            tracks = [FaceTrack.from_json(t) for t in original["tracks"]]
+            original_crops = work_file_crops(Path(job.original_work_file))
     members = []
     try:
-        video = extract_clips(Path(job.root) / entry.path, cfg, boxes, num_clips=job.num_clips,
+        video = extract_clips(Path(job.root) / entry.path, cfg, tracks, num_clips=job.num_clips,
                               dataset_path=entry.path)
-        members = [m for clip in video.clips for m in clip_members(entry, video, clip, cfg)]
-        record.update(status="ok", samples=len(video.clips), clips_without_face=video.clips_without_face,
-                      warnings=video.warnings, track=video.track.to_json())
+        faces = sorted({clip.face for clip in video.clips})  # the faces with clips
+        compared = original_crops is not None and video.detector == "original"
+        changes = face_changes(video, original_crops, cfg.margin) if compared else None
+        decided = label_faces(entry.label, faces, changes, cfg)
+        kept = [clip for clip in video.clips if clip.face in decided.labels]
+        for clip in kept:
+            members += clip_members(entry, video, clip, cfg, decided.labels[clip.face], decided.changes[clip.face])
+        record.update(status="ok", samples=len(kept),
+                      samples_by_label=dict(Counter(str(decided.labels[c.face]) for c in kept)),
+                      clips_without_face=video.clips_without_face, warnings=video.warnings,
+                      tracks=[t.to_json() for t in video.tracks], face_decision=decided.decision,
+                      face_changes=decided.changes, unchanged_faces=decided.unchanged)
     except VideoError as err:
         record.update(status="skipped", reason=str(err))
     except ConfigError:
@@ -290,7 +336,7 @@ def build_shards(dataset: str, root: str | Path, out: str | Path, cfg: ShardsCon
     root, out = Path(root), Path(out)
     settings = content_settings(cfg)
     listings = read_layout(dataset, root, cfg, chunks)
-    builds = [ShardSetBuild(out, listing, task, settings) for name, listing in sorted(listings.items())
+    builds = [ShardSetBuild(out, root, listing, task, settings) for name, listing in sorted(listings.items())
               if splits is None or listing.split in splits]
     pending = []
     for build in builds:
@@ -307,19 +353,25 @@ def build_shards(dataset: str, root: str | Path, out: str | Path, cfg: ShardsCon
     cached = 0
     for build in pending:
         for entry in build.videos:
-            if build.work_file(entry).is_file():
+            original = build.by_path[entry.original] if entry.original else None
+            if build.is_cached(entry) and (original is None or build.is_cached(original)):
                 cached += 1
                 continue
             job = VideoJob(entry, str(root), str(build.work_file(entry)),
-                           str(build.work_file(build.by_path[entry.original])) if entry.original else None,
-                           clips_for_split(entry.split, cfg), cfg, task.tmp_suffix)
+                           str(build.work_file(original)) if original else None,
+                           clips_for_split(entry.split, cfg), cfg, task.tmp_suffix, build.inputs[entry.path])
             (fakes if entry.original else originals).append(job)
     total = cached + len(originals) + len(fakes)
     log.info("%s: %d videos in %d shard sets (%d already done), %d workers", dataset, total, len(pending), cached,
              cfg.workers)
     with tqdm(total=total, initial=cached, unit="video", desc=f"{dataset} shards", disable=not progress) as bar:
         _run_jobs([originals, fakes], cfg.workers, bar)
-    return [build.pack() for build in pending]
+    written = [build.pack() for build in pending]
+    built = [read_json(path, "shard manifest")["total_videos"] for path in written]
+    if written and total and not sum(built):
+        raise BuildError(f"{dataset}: every one of the {total} videos was skipped; the reasons are in the "
+                         f"manifests' skipped lists: {', '.join(map(str, written))}")
+    return written
 
 
 def merge_manifests(directory: str | Path, count: int, tmp_suffix: str = ".tmp") -> Path | None:
@@ -333,7 +385,8 @@ def merge_manifests(directory: str | Path, count: int, tmp_suffix: str = ".tmp")
     if len(digests) != 1:
         raise BuildError(f"{directory}: the {count} partial manifests were built with different settings")
     merged = {k: v for k, v in manifests[0].items() if k != "task"}
-    for key in ("total_samples", "total_videos", "clips_without_face"):
+    for key in ("total_samples", "total_videos", "clips_without_face", "faces", "fake_faces_unchanged",
+                "fakes_without_original", "fakes_without_changed_face"):
         merged[key] = sum(m[key] for m in manifests)
     for key in ("samples_by_label", "samples_by_method", "videos_by_label", "videos_by_method"):
         merged[key] = dict(sorted(sum((Counter(m[key]) for m in manifests), Counter()).items()))

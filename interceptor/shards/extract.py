@@ -1,4 +1,4 @@
-"""One video in, face clips out: decode, detect, track, crop, audio.
+"""One video in, face clips out: decode, detect, track every face, crop, audio.
 
 :func:`extract_clips` is the whole per-video path of the shard builder, usable on any single video file (the
 ``predict`` command imports it)::
@@ -7,7 +7,7 @@
     from interceptor.shards import extract_clips
 
     video = extract_clips("some.mp4", load_config().shards)
-    for clip in video.clips:
+    for clip in video.clips:  # every face's clips (clip.face: 0 is the largest face)
         clip.frames  # (T, S, S, 3) uint8 RGB face crops
         clip.audio   # (samples,) int16 mono at shards.audio_rate, or None when the video has no audio
 
@@ -27,14 +27,15 @@ import numpy as np
 
 from interceptor.schema import ShardsConfig
 from interceptor.shards.faces import Detection, FaceDetector, make_detector
-from interceptor.shards.track import FaceTrack, build_track
+from interceptor.shards.track import FaceTrack, build_tracks
 from interceptor.shards.video import AudioChunk, MediaReader, VideoError, VideoInfo, audio_window, plan_clips
 
 
 @dataclass
 class Clip:
-    """One sample: T face crops of evenly strided frames, their boxes, and the audio playing meanwhile."""
+    """One sample: T crops of one face in evenly strided frames, their boxes, and the audio playing meanwhile."""
 
+    face: int  # the face track it follows (0: the largest face)
     index: int  # position among the video's planned clips (stable even when a clip is dropped)
     frame_indices: list[int]
     frames: np.ndarray  # (T, S, S, 3) uint8 RGB
@@ -49,11 +50,11 @@ class VideoClips:
     """Everything :func:`extract_clips` learnt about one video."""
 
     info: VideoInfo
-    clips: list[Clip]
-    track: FaceTrack
+    clips: list[Clip]  # face by face, each face's clips in order
+    tracks: list[FaceTrack]  # one per face, largest first
     detector: str  # the backend that found the boxes, or "original" when they were reused
     has_audio: bool
-    clips_without_face: int = 0  # planned clips dropped because the track does not cover them
+    clips_without_face: int = 0  # planned clips (of every face) dropped because the face's track does not cover them
     warnings: list[str] = field(default_factory=list)
 
     def clip_times(self, clip: Clip) -> tuple[float, float]:
@@ -96,7 +97,7 @@ def _decode(reader: MediaReader, cfg: ShardsConfig, plan: list[list[int]], detec
         if detector is not None and index % every == 0:
             result.detections[index] = detector(frame, index)
         if index in clip_frames:
-            result.frames[index] = frame.to_ndarray(format="rgb24")
+            result.frames[index] = frame.image("rgb24")
         result.count += 1
         result.end = max(result.end, index + 1)
     result.error, result.audio_error = reader.error, reader.audio_error
@@ -138,12 +139,12 @@ def crop_square(image: np.ndarray, window: tuple[int, int, int, int], size: int)
     return cv2.resize(patch, (size, size), interpolation=interpolation)
 
 
-def extract_clips(path: str | os.PathLike, cfg: ShardsConfig, boxes: FaceTrack | None = None, *,
+def extract_clips(path: str | os.PathLike, cfg: ShardsConfig, tracks: list[FaceTrack] | None = None, *,
                   num_clips: int | None = None, dataset_path: str | None = None) -> VideoClips:
-    """Face clips of one video file.
+    """Face clips of one video file: every face's clips at the same planned frames.
 
-    ``boxes``: a face track to reuse instead of detecting (a fake's original's, from :attr:`VideoClips.track`);
-    ignored when its frame size differs from this video's. ``num_clips``: clips to sample (default
+    ``tracks``: face tracks to reuse instead of detecting (a fake's original's, from :attr:`VideoClips.tracks`);
+    ignored when their frame size differs from this video's. ``num_clips``: clips to sample (default
     ``cfg.clips_per_video``). ``dataset_path``: the video's path relative to its dataset root, which the
     ``boxes`` detector backend looks up.
 
@@ -157,11 +158,11 @@ def extract_clips(path: str | os.PathLike, cfg: ShardsConfig, boxes: FaceTrack |
 
     reader = MediaReader(path, cfg.audio_rate, cfg.decode_threads)
     info = reader.info
-    if boxes is not None and (boxes.width, boxes.height) != (info.width, info.height):
-        boxes = None
+    if tracks and (tracks[0].width, tracks[0].height) != (info.width, info.height):
+        tracks = None
 
     def detector() -> FaceDetector | None:  # a fresh one for each pass: detectors follow faces from call to call
-        return None if boxes is not None else make_detector(cfg.detector, dataset_path)
+        return None if tracks else make_detector(cfg.detector, dataset_path)
 
     plan = plan_for(info.num_frames)
     decoded = _decode(reader, cfg, plan, detector())
@@ -177,37 +178,48 @@ def extract_clips(path: str | os.PathLike, cfg: ShardsConfig, boxes: FaceTrack |
             span = (cfg.frames_per_clip - 1) * cfg.frame_stride + 1
             raise VideoError(f"shorter than one clip: {decoded.end} frames, a clip spans {span}")
         decoded = _decode(reader, cfg, plan, detector())
+    # A truncated file's second pass may stop a few frames earlier than the first (frames still in the decoder
+    # when the data ends are lost): clips reaching past the frames decoded are dropped, and counted.
+    whole = [all(i in decoded.frames for i in clip) for clip in plan]
+    if not any(whole):
+        raise VideoError(f"truncated: {stopped or 'decoding stopped early'}; no whole clip decodes")
+    if not all(whole):
+        stopped = f"{stopped or 'decoding stopped early'}; {whole.count(False)} of {len(plan)} clips lost"
 
     warnings = [stopped] if stopped else []
     if decoded.audio_error:
         warnings.append(f"audio decoding stopped: {decoded.audio_error}")
-    if boxes is not None:
-        track, source = boxes, "original"
+    if tracks:
+        source = "original"
     else:
         num_frames = max(decoded.end, info.num_frames)
-        track = build_track(decoded.detections, num_frames, cfg.detector, info.width, info.height)
-        if track is None:
+        tracks = build_tracks(decoded.detections, num_frames, cfg.detector, info.width, info.height)
+        if not tracks:
             raise VideoError(f"no face found ({sum(map(len, decoded.detections.values()))} detections in "
                              f"{len(decoded.detections)} detection frames, none stable)")
         source = cfg.detector.backend
 
     has_audio = info.has_audio and decoded.audio_found
     clips = []
-    for index, frame_indices in enumerate(plan):
-        clip_boxes = np.stack([track.box(i) for i in frame_indices])
-        if np.isnan(clip_boxes).any():
-            continue
-        windows = [square_crop_box(b, cfg.margin) for b in clip_boxes]
-        frames = np.stack([crop_square(decoded.frames[i], w, cfg.crop_size) for i, w in zip(frame_indices, windows)])
-        clips.append(Clip(index=index, frame_indices=frame_indices, frames=frames, boxes=clip_boxes,
-                          crop_boxes=np.array(windows, dtype=np.int64),
-                          scores=np.array([track.score(i) for i in frame_indices]),
-                          audio=decoded.audio[index] if has_audio else None))
+    for face, track in enumerate(tracks):
+        for index, frame_indices in enumerate(plan):
+            if not whole[index]:
+                continue
+            clip_boxes = np.stack([track.box(i) for i in frame_indices])
+            if np.isnan(clip_boxes).any():
+                continue
+            windows = [square_crop_box(b, cfg.margin) for b in clip_boxes]
+            frames = np.stack([crop_square(decoded.frames[i], w, cfg.crop_size)
+                               for i, w in zip(frame_indices, windows)])
+            clips.append(Clip(face=face, index=index, frame_indices=frame_indices, frames=frames, boxes=clip_boxes,
+                              crop_boxes=np.array(windows, dtype=np.int64),
+                              scores=np.array([track.score(i) for i in frame_indices]),
+                              audio=decoded.audio[index] if has_audio else None))
     if not clips:
-        raise VideoError(f"no face in any of the {len(plan)} clips (the face track covers frames "
-                         f"{_coverage(track)})")
-    return VideoClips(info=info, clips=clips, track=track, detector=source,
-                      has_audio=has_audio, clips_without_face=len(plan) - len(clips), warnings=warnings)
+        raise VideoError(f"no face in any of the {len(plan)} clips (the face tracks cover frames "
+                         f"{', '.join(_coverage(t) for t in tracks)})")
+    return VideoClips(info=info, clips=clips, tracks=tracks, detector=source, has_audio=has_audio,
+                      clips_without_face=sum(whole) * len(tracks) - len(clips), warnings=warnings)
 
 
 def _coverage(track: FaceTrack) -> str:

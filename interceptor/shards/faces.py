@@ -14,7 +14,8 @@ being followed), and in between a detection only in a window around each face fo
 small fraction of a full-frame pass.
 
 The ``boxes`` backend reads precomputed boxes instead (the synthetic corpus's ground truth, or any detector run
-offline): a JSON file ``{path relative to the dataset root: [[[x0, y0, x1, y1], ...boxes in frame i], ...]}``.
+offline): a JSON file ``{path relative to the dataset root: [[[x0, y0, x1, y1], ...boxes in frame i], ...]}``,
+in upright pixels (after the display rotation).
 """
 
 from __future__ import annotations
@@ -24,13 +25,12 @@ import os
 from dataclasses import dataclass
 from typing import Protocol
 
-import av
 import cv2
 import numpy as np
 
 from interceptor.config import ConfigError, resolve_path
 from interceptor.schema import DetectorConfig
-from interceptor.shards.video import VideoError
+from interceptor.shards.video import UprightFrame, VideoError
 from interceptor.utils import read_json
 
 _WINDOW = 2.0  # side of the re-detection window around a followed face, in face sizes
@@ -54,7 +54,7 @@ class Detection:
 class FaceDetector(Protocol):
     """What the decoder calls on every k-th frame of one video."""
 
-    def __call__(self, frame: av.VideoFrame, index: int) -> list[Detection]:
+    def __call__(self, frame: UprightFrame, index: int) -> list[Detection]:
         """Faces in ``frame``, the ``index``-th frame of the video, in source pixels."""
 
 
@@ -130,10 +130,10 @@ class TrackingDetector:
         self.calls = 0
         self.followed: list[tuple[float, float, float, float]] = []  # last boxes, detection-image pixels
 
-    def __call__(self, frame: av.VideoFrame, index: int) -> list[Detection]:
+    def __call__(self, frame: UprightFrame, index: int) -> list[Detection]:
         scale = min(1.0, self.cfg.size / max(frame.width, frame.height))
         width, height = max(1, round(frame.width * scale)), max(1, round(frame.height * scale))
-        image = frame.reformat(width=width, height=height, format=self.backend.pix_fmt).to_ndarray()
+        image = frame.image(self.backend.pix_fmt, width, height)
         scale = width / frame.width
         found = []
         if self.followed and self.calls % self.cfg.full_every:
@@ -189,7 +189,7 @@ class PrecomputedBoxes:
             raise VideoError(f"no precomputed boxes for it in {path}")
         self.frames = frames
 
-    def __call__(self, frame: av.VideoFrame, index: int) -> list[Detection]:
+    def __call__(self, frame: UprightFrame, index: int) -> list[Detection]:
         if index >= len(self.frames):
             return []
         return [Detection(tuple(float(v) for v in box), 1.0) for box in self.frames[index]]

@@ -16,11 +16,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from interceptor import DATASETS
 from interceptor.shards.build import FORMAT, MANIFEST
 from interceptor.shards.samples import SAMPLE_FIELDS, sample_key
 from interceptor.utils import read_json
 
-KEY_PATTERN = re.compile(r"(ffpp|celebdf|dfdc)-[A-Za-z0-9_]+-[a-z0-9_]+-[A-Za-z0-9_]+-clip\d{2,}")
+# dataset-split-method-videoid[-faceF]-clipNN: builder version 1 has no face part
+KEY_PATTERN = re.compile(rf"({'|'.join(DATASETS)})-[A-Za-z0-9_]+-[a-z0-9_]+-[A-Za-z0-9_]+(-face\d+)?-clip\d{{2,}}")
 
 
 @dataclass
@@ -137,6 +139,15 @@ def _summary(report: ShardSetReport, root: Path) -> list[str]:
              f"videos in {len(m['shards'])} shards ({size / 1e6:.1f} MB)",
              f"  samples by label: {m['samples_by_label']}   videos by label: {m['videos_by_label']}",
              f"  samples by method: {m['samples_by_method']}"]
+    if m.get("protocol"):
+        lines.append(f"  FF++ protocol: {m['protocol']}")
+    if m.get("faces", m["total_videos"]) != m["total_videos"] or m.get("fake_faces_unchanged"):
+        lines.append(f"  faces: {m['faces']}; faces of fakes unchanged against the original: "
+                     f"{m['fake_faces_unchanged']} ({m['settings']['unchanged_faces']})")
+    for key, what in (("fakes_without_original", "fakes without their original (every face kept as fake)"),
+                      ("fakes_without_changed_face", "fakes with no changed face (every face kept as fake)")):
+        if m.get(key):
+            lines.append(f"  {what}: {m[key]}")
     if m["clips_without_face"]:
         lines.append(f"  clips dropped for lack of a face: {m['clips_without_face']}")
     reasons = Counter(s["reason"].split(":")[0] for s in m["skipped"])
@@ -167,5 +178,8 @@ def inspect_shards(out: str | Path, checksums: bool = True) -> tuple[str, list[s
         totals[f"{report.manifest['dataset']} {report.manifest['split']}"] += report.manifest["total_samples"]
     lines.append("samples per dataset and split: " + ", ".join(f"{k}: {v}" for k, v in sorted(totals.items())))
     problems = [p for r in reports for p in r.problems]
+    for dataset in sorted({r.manifest["dataset"] for r in reports}):
+        if not any(v for k, v in totals.items() if k.split(" ")[0] == dataset):
+            problems.append(f"{out}: every {dataset} shard set is empty (no sample was built)")
     lines.append(f"{len(reports)} shard sets, {len(problems)} problems")
     return "\n".join(lines), problems

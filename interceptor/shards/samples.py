@@ -26,12 +26,13 @@ from interceptor.shards.extract import Clip, VideoClips
 from interceptor.shards.layouts import VideoEntry
 from interceptor.utils import atomic_path
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # 2: several faces per video (face field and key part), display rotation; 1: largest face only
 Member = tuple[str, bytes]  # (file name inside the tar, contents)
 # The fields of a sample's json, as documented in shards/FORMAT.md.
 SAMPLE_FIELDS = (
-    "dataset", "split", "chunk", "method", "video_id", "original_id", "identity", "label", "source", "clip",
-    "num_frames", "frame_indices", "fps", "start_time", "end_time", "frame_size", "crop_size", "margin",
+    "dataset", "split", "chunk", "method", "video_id", "original_id", "identity", "label", "source", "face",
+    "num_faces", "face_change", "clip",
+    "num_frames", "frame_indices", "fps", "start_time", "end_time", "frame_size", "rotation", "crop_size", "margin",
     "image_format", "boxes", "crop_boxes", "scores", "detector", "has_audio", "audio_rate", "audio_samples",
     "builder_version",
 )
@@ -56,8 +57,8 @@ def video_key(entry: VideoEntry) -> str:
     return "-".join([entry.dataset, split, method, key_part(name)])
 
 
-def clip_key(entry: VideoEntry, clip_index: int) -> str:
-    return f"{video_key(entry)}-clip{clip_index:02d}"
+def clip_key(entry: VideoEntry, face: int, clip_index: int) -> str:
+    return f"{video_key(entry)}-face{face}-clip{clip_index:02d}"
 
 
 # ----------------------------------------------------------------------------------------------- samples
@@ -88,16 +89,20 @@ def _rounded(rows: np.ndarray, digits: int) -> list:
     return np.round(rows.astype(np.float64), digits).tolist()
 
 
-def clip_metadata(entry: VideoEntry, video: VideoClips, clip: Clip, cfg: ShardsConfig) -> dict:
-    """The ``json`` of a sample (documented field by field in shards/FORMAT.md)."""
+def clip_metadata(entry: VideoEntry, video: VideoClips, clip: Clip, cfg: ShardsConfig, label: int,
+                  face_change: float | None) -> dict:
+    """The ``json`` of a sample (documented field by field in shards/FORMAT.md): ``label`` is the face's,
+    ``face_change`` its difference from the original's face (None without an original)."""
     start, end = video.clip_times(clip)
     return {
         "dataset": entry.dataset, "split": entry.split, "chunk": entry.chunk, "method": entry.method,
         "video_id": entry.video_id, "original_id": entry.original_id, "identity": entry.identity,
-        "label": entry.label, "source": entry.path, "clip": clip.index,
+        "label": label, "source": entry.path, "face": clip.face, "num_faces": len(video.tracks),
+        "face_change": None if face_change is None else round(face_change, 3), "clip": clip.index,
         "num_frames": len(clip.frame_indices), "frame_indices": clip.frame_indices,
         "fps": round(video.info.fps, 4), "start_time": round(start, 4), "end_time": round(end, 4),
-        "frame_size": [video.info.width, video.info.height], "crop_size": cfg.crop_size, "margin": cfg.margin,
+        "frame_size": [video.info.width, video.info.height], "rotation": video.info.rotation,
+        "crop_size": cfg.crop_size, "margin": cfg.margin,
         "image_format": cfg.image_format, "boxes": _rounded(clip.boxes, 2), "crop_boxes": clip.crop_boxes.tolist(),
         "scores": _rounded(clip.scores, 4), "detector": video.detector,
         "has_audio": clip.audio is not None, "audio_rate": cfg.audio_rate,
@@ -106,11 +111,12 @@ def clip_metadata(entry: VideoEntry, video: VideoClips, clip: Clip, cfg: ShardsC
     }
 
 
-def clip_members(entry: VideoEntry, video: VideoClips, clip: Clip, cfg: ShardsConfig) -> list[Member]:
+def clip_members(entry: VideoEntry, video: VideoClips, clip: Clip, cfg: ShardsConfig, label: int,
+                 face_change: float | None) -> list[Member]:
     """The files of one sample, in their order inside the tar."""
-    key = clip_key(entry, clip.index)
-    meta = json.dumps(clip_metadata(entry, video, clip, cfg), sort_keys=True).encode("utf-8")
-    members = [(f"{key}.cls", str(entry.label).encode("ascii")), (f"{key}.json", meta)]
+    key = clip_key(entry, clip.face, clip.index)
+    meta = json.dumps(clip_metadata(entry, video, clip, cfg, label, face_change), sort_keys=True).encode("utf-8")
+    members = [(f"{key}.cls", str(label).encode("ascii")), (f"{key}.json", meta)]
     members += [(f"{key}.f{t:02d}.{cfg.image_format}", encode_image(frame, cfg)) for t, frame in enumerate(clip.frames)]
     if clip.audio is not None:
         members.append((f"{key}.audio.npy", encode_npy(clip.audio.astype(np.int16))))

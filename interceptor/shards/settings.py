@@ -24,6 +24,7 @@ _RULES = (  # dotted key under shards, check, what it must be
     ("shard_max_samples", lambda v: v >= 1, "at least 1"),
     ("shard_max_bytes", lambda v: v >= 1 << 20, "at least 1 MiB"),
     ("ffpp_methods", lambda v: len(v) > 0, "a non-empty list"),
+    ("face_change_threshold", lambda v: v >= 0, "0 or more"),
     ("celebdf_val_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("dfdc_val_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("dfdc_test_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
@@ -38,6 +39,8 @@ _RULES = (  # dotted key under shards, check, what it must be
     ("detector.track_iou", lambda v: 0 <= v <= 1, "in [0, 1]"),
     ("detector.max_gap", lambda v: v >= 0, "0 or more"),
     ("detector.min_track_fraction", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("detector.min_face_ratio", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("detector.max_faces", lambda v: v >= 1, "at least 1"),
     ("detector.smooth", lambda v: v >= 1, "at least 1"),
 )
 

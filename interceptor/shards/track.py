@@ -1,8 +1,9 @@
-"""From sparse detections to one smooth face track per video.
+"""From sparse detections to one smooth track per face of a video.
 
-Detections (every k-th frame) are linked into tracks by overlap, the largest stable track is kept (several
-people: the largest face that is found in a good share of the detection frames), its boxes are smoothed with a
-moving average over detections and interpolated linearly to every frame in between. Smooth boxes matter: the
+Detections (every k-th frame) are linked into tracks by overlap; every stable track is kept (found in a good
+share of the detection frames, and not much smaller than the largest face), up to ``detector.max_faces``,
+largest first (face 0 is the largest); each track's boxes are smoothed with a moving average over detections
+and interpolated linearly to every frame in between. Smooth boxes matter: the
 TM specialist looks for frame-to-frame jitter, which a jittery crop would add to real videos too.
 """
 
@@ -19,7 +20,7 @@ from interceptor.shards.faces import Detection, iou
 
 @dataclass
 class FaceTrack:
-    """Per-frame boxes (x0, y0, x1, y1, source pixels) of the kept face; NaN rows where it is not tracked."""
+    """Per-frame boxes (x0, y0, x1, y1, upright source pixels) of one face; NaN rows where it is not tracked."""
 
     boxes: np.ndarray  # (num_frames, 4) float64
     scores: np.ndarray  # (num_frames,) float64, interpolated detection scores
@@ -79,21 +80,29 @@ def _area(det: Detection) -> float:
     return (x1 - x0) * (y1 - y0)
 
 
-def choose_track(tracks: list[list[tuple[int, Detection]]], detection_frames: int,
-                 min_fraction: float) -> list[tuple[int, Detection]] | None:
-    """The largest (median box area) stable track, or None.
+def _side(track: list[tuple[int, Detection]]) -> float:
+    """The face's size: the median over its detections of the box's longer side."""
+    return float(np.median([max(d.box[2] - d.box[0], d.box[3] - d.box[1]) for _, d in track]))
 
-    Stable: found in at least ``min_fraction`` of the detection frames, and at least half as often as the most
-    often found track (an intermittent false detection on the background is not stable beside a real face).
+
+def choose_tracks(tracks: list[list[tuple[int, Detection]]], detection_frames: int, cfg: DetectorConfig,
+                  ) -> list[list[tuple[int, Detection]]]:
+    """The stable tracks, largest (median box area) first, at most ``cfg.max_faces``.
+
+    Stable: found in at least ``min_track_fraction`` of the detection frames and at least half as often as the
+    most often found track (an intermittent false detection on the background is not stable beside a real face),
+    with a size (median longer side) of at least ``min_face_ratio`` of the largest stable face's.
     """
     if not tracks:
-        return None
+        return []
     most = max(len(t) for t in tracks)
-    needed = max(1, math.ceil(min_fraction * detection_frames), math.ceil(most / 2))
-    stable = [t for t in tracks if len(t) >= needed]
+    needed = max(1, math.ceil(cfg.min_track_fraction * detection_frames), math.ceil(most / 2))
+    stable = sorted((t for t in tracks if len(t) >= needed),
+                    key=lambda t: (float(np.median([_area(d) for _, d in t])), len(t)), reverse=True)
     if not stable:
-        return None
-    return max(stable, key=lambda t: (float(np.median([_area(d) for _, d in t])), len(t)))
+        return []
+    largest = _side(stable[0])
+    return [t for t in stable if _side(t) >= cfg.min_face_ratio * largest][:cfg.max_faces]
 
 
 def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
@@ -124,11 +133,9 @@ def interpolate_track(track: list[tuple[int, Detection]], num_frames: int, smoot
     return FaceTrack(boxes, scores, width, height)
 
 
-def build_track(detections: dict[int, list[Detection]], num_frames: int, cfg: DetectorConfig,
-                width: int, height: int) -> FaceTrack | None:
-    """The kept face's per-frame track, or None when no face is found in enough detection frames."""
+def build_tracks(detections: dict[int, list[Detection]], num_frames: int, cfg: DetectorConfig,
+                 width: int, height: int) -> list[FaceTrack]:
+    """Every kept face's per-frame track, largest first; empty when no face is found in enough detection frames."""
     tracks = link_tracks(detections, cfg.track_iou, cfg.max_gap)
-    chosen = choose_track(tracks, len(detections), cfg.min_track_fraction)
-    if chosen is None:
-        return None
-    return interpolate_track(chosen, num_frames, cfg.smooth, cfg.every, width, height)
+    return [interpolate_track(track, num_frames, cfg.smooth, cfg.every, width, height)
+            for track in choose_tracks(tracks, len(detections), cfg)]

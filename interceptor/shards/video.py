@@ -6,6 +6,10 @@ demux pass yields the video frames (PyAV frames with their index) interleaved wi
 mono int16. Nothing is buffered here, so memory stays bounded whatever the video's length; the caller keeps only
 what it needs.
 
+Frames come out *upright*: a phone video stores landscape frames with a display matrix (rotation side data)
+that players apply; :class:`UprightFrame` applies it too (90, 180 or 270 degrees), so detection and crops see
+the picture as it is shown, and :class:`VideoInfo` gives the upright size.
+
 Frames the caller does not need are not decoded when the codec allows it: with single-threaded decoding, a
 packet whose frame is not wanted is decoded with ``skip_frame=NONREF``, so the decoder drops it if no other
 frame refers to it (most B-frames of H.264). Wanted frames are decoded exactly as in a full decode.
@@ -30,11 +34,29 @@ class VideoError(Exception):
 class VideoInfo:
     """What the container says about a video, before decoding."""
 
-    width: int
+    width: int  # upright (displayed) size: the coded size turned by ``rotation``
     height: int
     fps: float
     num_frames: int  # video packets with a timestamp, or the header's count when there are none
     has_audio: bool
+    rotation: int = 0  # display rotation, degrees counter-clockwise: 0, 90, 180 or 270
+
+
+class UprightFrame:
+    """A decoded frame as it is displayed: the coded picture turned by the display rotation."""
+
+    def __init__(self, frame: av.VideoFrame, rotation: int):
+        self.frame, self.rotation = frame, rotation
+        sideways = rotation in (90, 270)
+        self.width, self.height = (frame.height, frame.width) if sideways else (frame.width, frame.height)
+
+    def image(self, format: str, width: int | None = None, height: int | None = None) -> np.ndarray:
+        """The upright picture as an array in ``format`` (``rgb24``, ``gray``, ``bgr24``), resized to
+        ``width`` x ``height`` (upright pixels) when given."""
+        width, height = width or self.width, height or self.height
+        coded = (height, width) if self.rotation in (90, 270) else (width, height)
+        array = self.frame.reformat(width=coded[0], height=coded[1], format=format).to_ndarray()
+        return np.ascontiguousarray(np.rot90(array, self.rotation // 90)) if self.rotation else array
 
 
 @dataclass(frozen=True)
@@ -100,14 +122,28 @@ class MediaReader:
             self._index_of = self._scan_timestamps(container, video)
             num_frames = len(self._index_of) if self._index_of else video.frames
             ctx = video.codec_context
-            self.info = VideoInfo(width=ctx.width, height=ctx.height, fps=fps, num_frames=int(num_frames),
-                                  has_audio=bool(container.streams.audio))
+            rotation = self._display_rotation()
+            width, height = (ctx.height, ctx.width) if rotation in (90, 270) else (ctx.width, ctx.height)
+            self.info = VideoInfo(width=width, height=height, fps=fps, num_frames=int(num_frames),
+                                  has_audio=bool(container.streams.audio), rotation=rotation)
         finally:
             container.close()
         if self.info.num_frames and not self.info.fps:
             raise VideoError("no frame rate in the video stream")
         self.error: str | None = None
         self.audio_error: str | None = None
+
+    def _display_rotation(self) -> int:
+        """The display matrix's rotation (0, 90, 180, 270 degrees counter-clockwise), read from the first frame."""
+        with _open(self.path) as container:
+            try:
+                frame = next(container.decode(container.streams.video[0]), None)
+            except av.error.FFmpegError:
+                return 0  # no decodable frame: the decoding pass reports it
+        degrees = int(round(frame.rotation)) if frame is not None else 0
+        if degrees % 90:
+            raise VideoError(f"display rotation of {degrees} degrees (only multiples of 90 are supported)")
+        return degrees % 360
 
     @staticmethod
     def _scan_timestamps(container, video) -> dict[int, int] | None:
@@ -123,8 +159,8 @@ class MediaReader:
             pass  # truncated: the frames up to here
         return {pts: i for i, pts in enumerate(sorted(stamps))}
 
-    def read(self, wanted: Callable[[int], bool] | None = None) -> Iterator[tuple[int, av.VideoFrame] | AudioChunk]:
-        """Yield ``(index, frame)`` for video frames and :class:`AudioChunk` for audio, in demux order.
+    def read(self, wanted: Callable[[int], bool] | None = None) -> Iterator[tuple[int, UprightFrame] | AudioChunk]:
+        """Yield ``(index, frame)`` for video frames (upright) and :class:`AudioChunk` for audio, in demux order.
 
         ``wanted(index)`` says which frames the caller needs; others may be skipped (see the module's notes).
         A video decoding error ends the pass early (truncated or corrupt data): the frames before it are kept
@@ -150,7 +186,7 @@ class MediaReader:
                         for frame in packet.decode():
                             index = self._index_of.get(frame.pts, count) if self._index_of else count
                             count += 1
-                            yield index, frame
+                            yield index, UprightFrame(frame, self.info.rotation)
                     elif self.audio_error is None:
                         try:
                             yield from audio.decode(packet)

@@ -15,11 +15,14 @@ _AAC_FRAME = 1024
 class Mp4Writer:
     """Write RGB frames one at a time; audio (if any) is interleaved in step with the video.
 
+    ``rotation``: display rotation (degrees counter-clockwise) stored as the stream's display matrix; the frames
+    written are the coded ones, which a player shows turned by it.
+
     Encoding is single-threaded so that the same frames give the same bytes (the corpus is deterministic).
     """
 
     def __init__(self, path: str | os.PathLike, width: int, height: int, fps: int, crf: int,
-                 audio: np.ndarray | None = None, audio_rate: int = 44100):
+                 audio: np.ndarray | None = None, audio_rate: int = 44100, rotation: int = 0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.name}.tmp")
@@ -29,6 +32,8 @@ class Mp4Writer:
         self.video.width, self.video.height = width, height
         self.video.pix_fmt = "yuv420p"
         self.video.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+        if rotation:  # a display matrix, as phones write: players turn the coded frames by ``rotation`` degrees ccw
+            self.video.set_display_rotation(rotation)
         self.audio_samples = None
         if audio is not None:
             self.audio = self.container.add_stream("aac", rate=audio_rate, layout="mono")

@@ -43,8 +43,8 @@ def update_cross_dataset(cfg: Config, stage_id: int, model_dir: Path, shards_roo
             sets = resolve_shard_sets(shards_root, [pattern], "cross-dataset evaluation")
         except DataError:
             continue  # that dataset was not built: every *available* split is evaluated
-        metrics = predict_clips(model, sets, cfg.data, spec, dist).metrics(cfg.train.threshold,
-                                                                           cfg.train.confident_min_clips)
+        metrics = predict_clips(model, sets, cfg.data, spec, dist).metrics(
+            cfg.train.threshold, cfg.train.confident_min_clips, cfg.eval.face_aggregation)
         row[pattern] = {k: metrics[k] for k in CELL_METRICS}
     del model
     if dist.device.type == "cuda":

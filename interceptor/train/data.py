@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 AUDIO_RATE = 16000
 PSEUDO_FAKE = "__pseudo_fake__"  # raw-sample entry: drawn as a pseudo-fake; its value is a partner real sample
+# Shard formats this pipeline reads: 1 (one face per video, keys without -faceF) and 2 (several faces).
+READABLE_BUILDER_VERSIONS = (1, 2)
 
 
 class DataError(ValueError):
@@ -58,6 +61,11 @@ class ShardSet:
     @classmethod
     def load(cls, root: Path, directory: Path) -> ShardSet:
         manifest = read_json(directory / "manifest.json", "shard manifest")
+        version = manifest.get("builder_version")
+        if version not in READABLE_BUILDER_VERSIONS:
+            raise DataError(f"{directory / 'manifest.json'}: shards of builder version {version!r}; this trainer reads "
+                            f"versions {', '.join(map(str, READABLE_BUILDER_VERSIONS))} (shards/FORMAT.md): rebuild "
+                            "them with `interceptor shards build`")
         try:
             shards = [(directory / s["name"], int(s["samples"])) for s in manifest["shards"]]
             counts = manifest["samples_by_label"]
@@ -92,9 +100,15 @@ def _label(sample: dict) -> int:
     return int(sample["cls"])
 
 
-def video_key(sample_key: str) -> str:
-    """The unique video of a clip: its key without the ``-clipNN`` suffix (FORMAT.md)."""
+def face_key(sample_key: str) -> str:
+    """The face (of one video) a clip follows: its key without the ``-clipNN`` suffix (FORMAT.md). Shards of
+    builder version 1 have one face per video and no ``-faceF`` part: the face is the video."""
     return sample_key.rsplit("-clip", 1)[0]
+
+
+def video_key(sample_key: str) -> str:
+    """The unique video of a clip: its key without the ``-faceF`` and ``-clipNN`` parts (FORMAT.md)."""
+    return re.sub(r"-face\d+$", "", face_key(sample_key))
 
 
 def _decode_image(data: bytes) -> np.ndarray:
@@ -286,8 +300,8 @@ def decode_sample(sample: dict, spec: InputSpec, rng: np.random.Generator | None
         maker = functools.partial(pseudo_fake, other_audio=partner_audio)
     item = clip_item(_EncodedFrames(sample), audio, spec, rng, augment, eval_frames, maker)
     label = LABEL_FAKE if item.pop("pseudo_fake", False) else _label(sample)
-    return {"label": label, "video": video_key(sample["__key__"]), "key": sample["__key__"],
-            "source": f"{meta['dataset']}:{meta['source']}", **item}
+    return {"label": label, "video": video_key(sample["__key__"]), "face": face_key(sample["__key__"]),
+            "key": sample["__key__"], "source": f"{meta['dataset']}:{meta['source']}", **item}
 
 
 def stack_inputs(items: list[dict], spec: InputSpec) -> dict:
@@ -302,9 +316,10 @@ def stack_inputs(items: list[dict], spec: InputSpec) -> dict:
 
 
 def collate(items: list[dict], spec: InputSpec) -> dict:
-    """Stack decoded samples into a batch: :func:`stack_inputs` plus labels, video and clip keys."""
+    """Stack decoded samples into a batch: :func:`stack_inputs` plus labels, video, face and clip keys."""
     return {"label": torch.tensor([i["label"] for i in items]), "video": [i["video"] for i in items],
-            "key": [i["key"] for i in items], "source": [i["source"] for i in items], **stack_inputs(items, spec)}
+            "face": [i["face"] for i in items], "key": [i["key"] for i in items],
+            "source": [i["source"] for i in items], **stack_inputs(items, spec)}
 
 
 def evaluation_rows(items: list[dict], spec: InputSpec, eval_frames: str) -> list[dict]:

@@ -14,7 +14,7 @@ from torch import nn
 
 from interceptor.metrics import clip_and_video_metrics
 from interceptor.schema import DataConfig
-from interceptor.train.data import EvalStream, InputSpec, ShardSet, loader, model_inputs, video_key
+from interceptor.train.data import EvalStream, InputSpec, ShardSet, face_key, loader, model_inputs, video_key
 from interceptor.train.distributed import DistInfo, all_gather_objects
 
 
@@ -24,15 +24,17 @@ class ClipPredictions:
 
     keys: list[str]
     videos: list[str]
+    faces: list[str]  # the face of its video each clip follows (data.face_key)
     labels: list[int]
     probs: list[float]
     sources: list[str]  # "dataset:path relative to the dataset root" of each clip's video
     has_input: list[bool]  # False where the model's input was missing (AV: no audio track)
     samples: np.ndarray | None  # a few uint8 crops (N, 3, H, W) from rank 0, for TensorBoard
 
-    def metrics(self, threshold: float = 0.5, min_confident: int = 11) -> dict[str, float]:
+    def metrics(self, threshold: float = 0.5, min_confident: int = 11,
+                face_aggregation: str = "max") -> dict[str, float]:
         return clip_and_video_metrics(self.videos, self.labels, self.probs, threshold,
-                                      {"min_confident": min_confident})
+                                      {"min_confident": min_confident}, self.faces, face_aggregation)
 
 
 @torch.no_grad()
@@ -62,7 +64,7 @@ def predict_clips(model: nn.Module, shard_sets: list[ShardSet], data_cfg: DataCo
         for key, label, prob, source, has_input in zip(*rank_rows):
             by_key.setdefault(key, (label, [], source, bool(has_input)))[1].append(prob)
     ordered = sorted(by_key)
-    return ClipPredictions(keys=ordered, videos=[video_key(k) for k in ordered],
+    return ClipPredictions(keys=ordered, videos=[video_key(k) for k in ordered], faces=[face_key(k) for k in ordered],
                            labels=[by_key[k][0] for k in ordered],
                            probs=[float(np.mean(by_key[k][1])) for k in ordered],
                            sources=[by_key[k][2] for k in ordered], has_input=[by_key[k][3] for k in ordered],
