@@ -173,7 +173,8 @@ class StageConfig:
     loss: Literal["ce", "focal", "weighted_ce"] = "ce"
     chunks: list[int] = field(default_factory=list)  # run the stage once per chunk, in this order
     init: Literal["previous", "none"] = "previous"  # start from the previous stage's best model, or from scratch
-    overrides: list[str] = field(default_factory=list)  # extra dotted overrides for this stage only
+    # Extra dotted overrides for this stage only; "spec:key=value" applies to that specialist alone.
+    overrides: list[str] = field(default_factory=list)
     # A distillation stage: the previous stage's best model teaches a student built with distill.model (from
     # scratch); its best becomes the <spec>_model_student artifact and later stages keep the teacher's chain.
     distill: bool = False

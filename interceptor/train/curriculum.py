@@ -40,12 +40,14 @@ def load_curriculum(cfg: Config) -> CurriculumConfig:
     return curriculum
 
 
-def stage_config(cfg: Config, stage: StageConfig) -> Config:
+def stage_config(cfg: Config, stage: StageConfig, specialist: str) -> Config:
     """The run config of a stage: its lr (times ``train.lr_scale``), loss and epochs, the student's model keys for
-    a distillation stage, then the stage's own overrides."""
+    a distillation stage, then the stage's own overrides (``spec:key=value`` ones for that specialist only)."""
     student = [f"model.{key}={json.dumps(value)}" for key, value in cfg.distill.model.items()] if stage.distill else []
+    own = [o.split(":", 1)[1] for o in stage.overrides if ":" in o.split("=", 1)[0] and o.split(":", 1)[0] == specialist]
     overrides = [f"train.lr={stage.lr * cfg.train.lr_scale}", f"train.loss={stage.loss}",
-                 f"train.epochs={stage.epochs}", *student, *stage.overrides]
+                 f"train.epochs={stage.epochs}", *student,
+                 *[o for o in stage.overrides if ":" not in o.split("=", 1)[0]], *own]
     return from_dict(Config, apply_overrides(to_dict(cfg), overrides, Config), f"stage {stage.id} ({stage.name})")
 
 
@@ -63,7 +65,7 @@ def plan_runs(cfg: Config, specialist: str, run_root: Path, stage_ids: list[int]
     runs: list[tuple[StageRun, Config]] = []
     previous_best: Path | None = None
     for stage in curriculum.stages:
-        run_cfg = stage_config(cfg, stage)
+        run_cfg = stage_config(cfg, stage, specialist)
         chunks = stage.chunks or [None]
         for chunk in chunks:
             if chunk is None:
