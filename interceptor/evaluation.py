@@ -9,8 +9,9 @@
 3. For each split: AUC, average precision, log loss, EER, accuracy at the threshold, per-class accuracy and F1
    of every specialist and of the agent, also per manipulation method; ROC curves and the agent's confusion
    matrix as PNG.
-4. The cross-dataset matrix: each stage's model (``MODELS/<spec>_model/stages``) on each split.
-5. ``REPORT/report.md`` links it all; ``REPORT/metrics.json`` and ``REPORT/videos.json`` hold the numbers.
+4. The specialization matrix: every scorer's AUC on the test fakes of each artifact family (``eval.families``).
+5. The cross-dataset matrix training recorded (each stage's best model on the curriculum's eval sets).
+6. ``REPORT/report.md`` links it all; ``REPORT/metrics.json`` and ``REPORT/videos.json`` hold the numbers.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from interceptor.metrics import aggregate_videos, binary_metrics, roc_auc
 from interceptor.models.export import load_model
 from interceptor.report import confusion_plot, fmt, heatmap_plot, markdown_table, roc_plot, write_markdown
 from interceptor.schema import Config
+from interceptor.train.crossdata import CROSS_DATASET
 from interceptor.train.data import DataError, InputSpec, resolve_shard_sets
 from interceptor.train.distributed import DistInfo
 from interceptor.train.evaluate import predict_clips
@@ -104,20 +106,16 @@ def split_metrics(table: VideoScores, threshold: float) -> dict[str, dict]:
     return out
 
 
-def cross_dataset(models_dir: Path, shards_root: Path, splits: list[str], cfg: Config,
-                  dist: DistInfo) -> dict[str, dict[str, dict[str, float]]]:
-    """{specialist: {stage: {split: video AUC}}} from the per-stage models."""
+def recorded_cross_dataset(models_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """{specialist: {stage: {eval set: video AUC}}}: the cross-dataset matrices training recorded after each stage
+    (``train/crossdata.py``), as ``interceptor export`` copied them into the models directory."""
     matrix: dict[str, dict] = {}
     for spec, directory in model_dirs(models_dir).items():
-        stages = sorted(p for p in (directory / "stages").glob("*") if (p / "model.safetensors").is_file())
-        for stage in stages:
-            model = load_model(stage).to(dist.device)
-            row = matrix.setdefault(spec, {}).setdefault(stage.name, {})
-            for split in splits:
-                table = collect_scores({spec: model}, shards_root, split, cfg, dist)
-                if table is not None:
-                    present = ~np.isnan(table.scores[spec])
-                    row[split] = binary_metrics(table.labels[present], table.scores[spec][present])["auc"]
+        path = directory / CROSS_DATASET
+        if path.is_file():
+            rows = read_json(path, "cross-dataset matrix")["rows"]
+            matrix[spec] = {stage: {split: cell["video_mean_auc"] for split, cell in row.items()}
+                            for stage, row in rows.items()}
     return matrix
 
 
@@ -168,8 +166,8 @@ def run_eval(models_dir: Path, shards_root: Path, out: Path, cfg: Config, splits
     heatmap = heatmap_plot({s: [cells[c]["auc"] for c in matrix["columns"]] for s, cells in matrix["rows"].items()},
                            matrix["columns"], "test video AUC per artifact family", out / "specialization.png")
     sections.insert(1, ("Specialization matrix", _specialization_section(matrix, heatmap.name)))
-    results["cross_dataset"] = cross_dataset(models_dir, shards_root, splits, cfg, dist)
-    sections.append(("Cross-dataset matrix", _cross_section(results["cross_dataset"], splits)))
+    results["cross_dataset"] = recorded_cross_dataset(models_dir)
+    sections.append(("Cross-dataset matrix", _cross_section(results["cross_dataset"])))
     atomic_write_json(out / "metrics.json", results)
     atomic_write_json(out / "videos.json", videos)
     write_markdown(out / "report.md", sections, "Interceptor evaluation report")
@@ -198,13 +196,15 @@ def _split_section(metrics: dict, roc: str, confusion: str) -> str:
     ])
 
 
-def _cross_section(matrix: dict, splits: list[str]) -> str:
+def _cross_section(matrix: dict) -> str:
     if not matrix:
-        return "No per-stage models in the models directory."
-    rows = [[spec, stage, *[cells.get(s) for s in splits]] for spec, stages in matrix.items()
+        return "No cross-dataset matrix in the models directory (training records it; `interceptor export` copies it)."
+    columns = list(dict.fromkeys(split for stages in matrix.values() for cells in stages.values() for split in cells))
+    rows = [[spec, stage, *[cells.get(s) for s in columns]] for spec, stages in matrix.items()
             for stage, cells in stages.items()]
-    return ("Video-level AUC of each specialist after each curriculum stage (rows: what it was trained on so far) "
-            "on each split.\n\n" + markdown_table(["specialist", "trained through", *splits], rows))
+    return ("Video-level AUC of each specialist's best model after each curriculum stage (rows: what it was trained on "
+            "so far) on the curriculum's eval sets, as training recorded it.\n\n"
+            + markdown_table(["specialist", "trained through", *columns], rows))
 
 
 # ------------------------------------------------------------------------------------------------ specialization

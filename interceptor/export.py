@@ -1,7 +1,8 @@
 """Collect a curriculum's trained specialists into a self-contained models directory.
 
     MODELS/<spec>_model/                 the specialist's final model (the last stage's best), safetensors + JSON
-    MODELS/<spec>_model/stages/<stage>/  the best model at the end of every stage (the cross-dataset matrix rows)
+    MODELS/<spec>_model/cross_dataset.json  the cross-dataset matrix training recorded (each stage's best model)
+    MODELS/<spec>_model/stages/<stage>/  the best model at the end of every stage
     MODELS/<spec>_model_student/         the distilled student, where the curriculum has a distillation stage
     MODELS/agent.json                    the ensemble weights (written by ``interceptor eval``)
 
@@ -15,7 +16,9 @@ import shutil
 from pathlib import Path
 
 from interceptor.schema import Config
+from interceptor.train.crossdata import CROSS_DATASET
 from interceptor.train.curriculum import load_curriculum, plan_runs, stage_dir
+from interceptor.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,9 @@ def collect_models(cfg: Config, run_root: Path, out: Path, specialists: list[str
         _copy_model(final, target)
         for name, best in stages.items():
             _copy_model(best, target / "stages" / name)
+        matrix = run_root / spec / CROSS_DATASET
+        if matrix.is_file():  # the cross-dataset matrix training recorded, for the evaluation report
+            atomic_write_text(target / CROSS_DATASET, matrix.read_text())
         if student is not None:
             _copy_model(student, out / f"{spec}{STUDENT_SUFFIX}")
         collected[spec] = {"model": str(target), "stages": sorted(stages), "student": student is not None}

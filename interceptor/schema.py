@@ -142,9 +142,6 @@ class TrainConfig:
     grad_accum: int = 1
     loss: Literal["ce", "focal", "weighted_ce"] = "ce"
     focal_gamma: float = 2.0
-    # Deep supervision: weight of the loss of the classifier on the specialist module's own features (the
-    # detector's module_head); 0 trains the detector's output only.
-    module_loss: float = 0.0
     precision: Literal["auto", "fp16", "bf16", "fp32"] = "auto"  # auto: fp16 on GPU, fp32 on CPU
     zero_stage: int = 0  # DeepSpeed ZeRO stage 0, 1 or 2
     deepspeed_config: str = "configs/deepspeed/default.json"
@@ -154,7 +151,9 @@ class TrainConfig:
     eval_every: int = 0  # optimizer steps between evaluations; 0 = at every epoch end only
     checkpoint_every: int = 500  # optimizer steps between checkpoints (and one at every epoch end)
     keep_last: int = 2  # checkpoints kept besides the best
-    selection_metric: str = "video_mean_auc"  # validation metric that picks the best model (higher is better)
+    # Validation metric that picks the best model (higher is better); "last": every evaluation's model replaces it
+    # (the end of the run), for validation sets too small to select on.
+    selection_metric: str = "video_mean_auc"
     threshold: float = 0.5  # decision threshold stored with the exported model
     confident_min_clips: int = 11  # DFDC-winner "confident" video aggregation: min confident clips
     sample_images: int = 8  # crops written to TensorBoard at each evaluation

@@ -41,9 +41,6 @@ class Detector(nn.Module):
         self.fusion = AttentionFusion(self.backbone.num_features, self.specialist.out_channels, config.fusion_dim,
                                       config.fusion_heads, config.dropout)
         self.classifier = MLPClassifier(config.fusion_dim, config.classifier_hidden, 2, config.dropout)
-        # Deep supervision (train.module_loss): logits from the module's own pooled features, so its branches
-        # learn their family even while the fusion still listens to the backbone.
-        self.module_head = nn.Linear(self.specialist.out_channels, 2)
 
     @property
     def input_kind(self) -> str:
@@ -66,16 +63,12 @@ class Detector(nn.Module):
         selected = clip[:, indices] if len(indices) < frames else clip
         return self.backbone(selected.flatten(0, 1)).unflatten(0, (batch, len(indices))).mean(dim=1)
 
-    def forward(self, return_module_logits: bool = False, **inputs: Tensor) -> Tensor | tuple[Tensor, Tensor]:
-        """Logits ``(B, 2)``; with ``return_module_logits`` also the module head's logits (for training)."""
+    def forward(self, **inputs: Tensor) -> Tensor:
         if set(inputs) != set(self.input_names):
             raise TypeError(f"{self.specialist_name} model takes {', '.join(self.input_names)}; "
                             f"got {', '.join(sorted(inputs)) or 'nothing'}")
-        module_map = self.specialist(**inputs)
-        logits = self.classifier(self.fusion(self.backbone_features(**inputs), module_map))
-        if return_module_logits:
-            return logits, self.module_head(module_map.mean(dim=(-2, -1)))
-        return logits
+        fused = self.fusion(self.backbone_features(**inputs), self.specialist(**inputs))
+        return self.classifier(fused)
 
     def example_inputs(self, batch_size: int = 2, image_size: int | None = None) -> dict[str, Tensor]:
         """Random inputs of the model's contract: keys :attr:`input_names`, on the model's device."""

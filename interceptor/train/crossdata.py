@@ -24,13 +24,14 @@ from interceptor.utils import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
+CROSS_DATASET = "cross_dataset.json"  # in the specialist's run root, and copied into its exported model directory
 CELL_METRICS = ("video_mean_auc", "video_mean_log_loss", "video_mean_eer", "video_confident_auc", "video_mean_count")
 
 
 def update_cross_dataset(cfg: Config, stage_id: int, model_dir: Path, shards_root: Path, root: Path,
                          dist: DistInfo) -> dict:
     """Evaluate the model a stage ended with (``model_dir``) on every eval set and add its row (collective)."""
-    path = root / "cross_dataset.json"
+    path = root / CROSS_DATASET
     matrix = json.loads(path.read_text()) if path.is_file() else {"columns": [], "rows": {}}
     row_name = f"stage {stage_id}"
     if row_name in matrix["rows"]:

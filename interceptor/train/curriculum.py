@@ -9,6 +9,7 @@ chunk, in the configured chunk order.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,10 @@ class StageRun:
     epochs: int
     init_from: Path | None = None  # an exported model directory to start from
     teacher: Path | None = None  # distillation: the exported model that teaches this run's student
+    # A chunk after a stage's first: the checkpoints of the chunk before, whose weights, optimizer state and LR
+    # schedule it continues, so that a chunked stage trains as one run (one warm-up, one cosine decay).
+    continue_from: Path | None = None
+    schedule_steps: int = 0  # optimizer steps of the LR schedule this run is part of (0: its own steps)
 
 
 def load_curriculum(cfg: Config) -> CurriculumConfig:
@@ -76,15 +81,40 @@ def plan_runs(cfg: Config, specialist: str, run_root: Path, stage_ids: list[int]
                 name = f"stage {stage.id} chunk {chunk:02d}"
                 train = [p.replace("{chunk}", f"{chunk:02d}") for p in stage.train]
             init = None if (stage.init == "none" or stage.distill) and chunk in (None, chunks[0]) else previous_best
+            later_chunk = chunk not in (None, chunks[0]) and not stage.distill
             run = StageRun(specialist=specialist, stage_id=stage.id, name=name, run_dir=run_dir, train_sets=train,
                            val_sets=[p.replace("{chunk}", f"{chunk:02d}") if chunk is not None else p
                                      for p in stage.val],
-                           epochs=stage.epochs, init_from=init, teacher=previous_best if stage.distill else None)
+                           epochs=stage.epochs, init_from=init, teacher=previous_best if stage.distill else None,
+                           continue_from=run_dir.parent / f"chunk-{chunks[chunks.index(chunk) - 1]:02d}" / "checkpoints"
+                           if later_chunk else None)
             if stage_ids is None or stage.id in stage_ids:
                 runs.append((run, run_cfg))
             if not stage.distill:
                 previous_best = run_dir / "best"
     return runs
+
+
+def run_steps(run: StageRun, cfg: Config, shards_root: Path, world: int) -> int:
+    """Optimizer steps of a run: ``data.steps_per_epoch`` (or its samples over the global batch) x epochs; 0 when
+    it has no training samples."""
+    from interceptor.train.data import resolve_shard_sets
+
+    samples = sum(s.samples for s in resolve_shard_sets(shards_root, run.train_sets, f"{run.name}: train"))
+    if samples == 0:
+        return 0
+    global_batch = cfg.data.batch_size * cfg.train.grad_accum * world
+    return (cfg.data.steps_per_epoch or math.ceil(samples / global_batch)) * run.epochs
+
+
+def share_schedules(runs: list[tuple[StageRun, Config]], shards_root: Path, world: int) -> None:
+    """Give the runs of each chunked stage the stage's total steps as their LR schedule's length."""
+    chunked = [(run, cfg) for run, cfg in runs if run.run_dir.name.startswith("chunk-")]
+    totals: dict[int, int] = {}
+    for run, cfg in chunked:
+        totals[run.stage_id] = totals.get(run.stage_id, 0) + run_steps(run, cfg, shards_root, world)
+    for run, _ in chunked:
+        run.schedule_steps = totals[run.stage_id]
 
 
 def check_init(run: StageRun) -> None:

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def train_specialist(args: argparse.Namespace, specialist: str) -> int:
     """Train one specialist on the processes of this torchrun job (collective: every rank runs it)."""
-    from interceptor.train.curriculum import check_init, plan_runs, validate_runs
+    from interceptor.train.curriculum import check_init, plan_runs, share_schedules, validate_runs
     from interceptor.train.data import DataError
 
     # Everything that can be checked without a process group is checked first: config errors come in seconds.
@@ -95,12 +95,17 @@ def train_specialist(args: argparse.Namespace, specialist: str) -> int:
     if dist.is_main:
         marker.unlink(missing_ok=True)
     barrier()
+    share_schedules(runs, args.shards, dist.world)
     last_trained = runs[0][0].init_from if runs else None  # the model the next run starts from
     try:
         for index, (run, run_cfg) in enumerate(runs):
             stage_ends = index + 1 == len(runs) or runs[index + 1][0].stage_id != run.stage_id
             if run.init_from is not None:
                 run.init_from = last_trained  # past chunks that had nothing to train on
+            if index == 0 or runs[index - 1][0].stage_id != run.stage_id:
+                previous_chunk = None  # checkpoints of the current stage's last chunk that trained
+            if run.continue_from is not None:
+                run.continue_from = previous_chunk
             if run.teacher is not None:
                 run.teacher = last_trained
             done = run.run_dir / "done.json"
@@ -119,6 +124,7 @@ def train_specialist(args: argparse.Namespace, specialist: str) -> int:
                          summary["best_metric"], summary["best_step"])
             if run.teacher is None and (run.run_dir / "best" / "model.safetensors").is_file():
                 last_trained = run.run_dir / "best"  # a distilled student does not continue the chain
+                previous_chunk = run.run_dir / "checkpoints"
             stage_model = run.run_dir / "best" if run.teacher is not None else last_trained
             if stage_ends and stage_model is not None and (stage_model / "model.safetensors").is_file():
                 update_cross_dataset(run_cfg, run.stage_id, stage_model, args.shards, root, dist)

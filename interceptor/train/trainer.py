@@ -32,7 +32,7 @@ from interceptor.models import build_model
 from interceptor.models.export import export_model, load_model
 from interceptor.schema import Config
 from interceptor.train.checkpoint import CheckpointManager, step_tag
-from interceptor.train.curriculum import StageRun, check_margins
+from interceptor.train.curriculum import StageRun, check_margins, run_steps
 from interceptor.train.data import InputSpec, TrainStream, loader, model_inputs, resolve_shard_sets
 from interceptor.train.distributed import DistInfo, all_gather_objects, any_rank, barrier, broadcast_object
 from interceptor.train.evaluate import predict_clips
@@ -106,10 +106,8 @@ class Trainer:
         self.val_sets = resolve_shard_sets(shards_root, run.val_sets, f"{run.name}: val")
         self.class_counts = tuple(sum(s.class_counts[c] for s in self.train_sets) for c in (0, 1))
         check_margins(cfg, self.train_sets + self.val_sets)
-        global_batch = cfg.data.batch_size * cfg.train.grad_accum * dist.world
-        train_samples = sum(s.samples for s in self.train_sets)
-        self.steps_per_epoch = cfg.data.steps_per_epoch or max(1, math.ceil(train_samples / global_batch))
-        self.total_steps = self.steps_per_epoch * run.epochs
+        self.total_steps = max(1, run_steps(run, cfg, shards_root, dist.world))
+        self.steps_per_epoch = self.total_steps // run.epochs
         self.ckpt = CheckpointManager(run.run_dir / "checkpoints", cfg.train.keep_last, dist.is_main)
         self.monitor: RunMonitor | None = None
 
@@ -126,7 +124,8 @@ class Trainer:
         # bytes); the inputs are channels_last, and convolutions then run and return channels_last.
         model.to(self.dist.device)
         self.spec = InputSpec.of(model)
-        self.engine, self.optimizer, self.scheduler = build_engine(model, cfg, self.precision, self.total_steps)
+        self.engine, self.optimizer, self.scheduler = build_engine(model, cfg, self.precision,
+                                                                   max(run.schedule_steps, self.total_steps))
         if cfg.train.compile:
             self.engine.compile()
         self.teacher = None
@@ -150,6 +149,8 @@ class Trainer:
             "class_counts": list(self.class_counts), "steps_per_epoch": self.steps_per_epoch,
             "init_from": str(self.run.init_from) if self.run.init_from else None,
             "teacher": str(self.run.teacher) if self.run.teacher else None,
+            "continue_from": str(self.run.continue_from) if self.run.continue_from else None,
+            "schedule_steps": max(self.run.schedule_steps, self.total_steps),
         })
 
     # ------------------------------------------------------------------------------------------ state
@@ -218,6 +219,8 @@ class Trainer:
             self._restore(self.ckpt.load(self.engine, tag))
             log.info("%s: resuming from checkpoint %s (epoch %d, step %d)", self.run.name, tag, self.epoch,
                      self.engine.global_steps)
+        elif self.run.continue_from is not None:
+            self._continue(CheckpointManager(self.run.continue_from, self.cfg.train.keep_last, self.dist.is_main))
         try:
             with PreemptionFlag() as preemption:
                 self._loop(preemption)
@@ -230,9 +233,21 @@ class Trainer:
         barrier()
         return summary
 
+    def _continue(self, previous: CheckpointManager) -> None:
+        """Take over the previous chunk's weights, optimizer state and LR schedule (not its data position)."""
+        tag = broadcast_object(previous.latest_tag())
+        if tag is None:
+            log.warning("%s: no checkpoint in %s to continue; starting from the initial weights", self.run.name,
+                        previous.directory)
+            return
+        previous.load(self.engine, tag)
+        log.info("%s: continuing %s/%s (step %d, lr %.3g)", self.run.name, previous.directory, tag,
+                 self.engine.global_steps, self.scheduler.get_last_lr()[0])
+
     def _loop(self, preemption: PreemptionFlag) -> None:
         cfg = self.cfg
-        bar = tqdm(total=self.total_steps, initial=self.engine.global_steps, desc=self.run.name, unit="step",
+        bar = tqdm(total=self.total_steps, initial=self.epoch * self.steps_per_epoch + self.step_in_epoch,
+                   desc=self.run.name, unit="step",
                    disable=not self.dist.is_main, dynamic_ncols=True, leave=False)
         while self.epoch < self.run.epochs:
             batches = self._train_loader()
@@ -276,11 +291,7 @@ class Trainer:
         self.counters["corrupt_samples"] = max(self.counters["corrupt_samples"], batch["corrupt"])
         inputs = model_inputs(batch, self.spec, self.dist.device, self.dtype, self.cfg.train.channels_last)
         labels = batch["label"].to(self.dist.device)
-        module_weight = self.cfg.train.module_loss
-        if module_weight:
-            logits, module_logits = self.engine(**inputs, return_module_logits=True)
-        else:
-            logits = self.engine(**inputs)
+        logits = self.engine(**inputs)
         if self.teacher is None:
             loss = self.loss_fn(logits.float(), labels)
         else:
@@ -288,8 +299,6 @@ class Trainer:
                 teacher_logits = self.teacher(**inputs)
             loss = distillation_loss(logits, teacher_logits, labels, self.loss_fn, self.cfg.distill.temperature,
                                      self.cfg.distill.alpha)
-        if module_weight:  # deep supervision of the specialist module through its own head
-            loss = loss + module_weight * self.loss_fn(module_logits.float(), labels)
         # The one host sync of a micro-step: the guard needs the value before backward, the window reuses it.
         loss_value = loss.item()
         if any_rank(not math.isfinite(loss_value), self.dist.device):
@@ -336,12 +345,15 @@ class Trainer:
         step = self.engine.global_steps
         predictions = predict_clips(self.engine.module, self.val_sets, self.cfg.data, self.spec, self.dist, self.dtype,
                                     self.cfg.train.channels_last, self.cfg.train.sample_images)
-        metrics = predictions.metrics(self.cfg.train.threshold, self.cfg.train.confident_min_clips)
-        value = metrics.get(self.cfg.train.selection_metric, math.nan)
-        if self.cfg.train.selection_metric not in metrics:
-            raise KeyError(f"train.selection_metric: {self.cfg.train.selection_metric!r} is not a metric "
-                           f"(choose from {', '.join(sorted(metrics))})")
-        improved = not math.isnan(value) and value > self.best_metric
+        metrics = predictions.metrics(self.cfg.train.threshold, self.cfg.train.confident_min_clips,
+                                      self.cfg.eval.face_aggregation)
+        last = self.cfg.train.selection_metric == "last"  # keep the latest model, record its video AUC
+        name = "video_mean_auc" if last else self.cfg.train.selection_metric
+        if name not in metrics:
+            raise KeyError(f"train.selection_metric: {name!r} is not a metric "
+                           f"(choose from {', '.join(sorted(metrics))}, or last)")
+        value = metrics[name]
+        improved = last or (not math.isnan(value) and value > self.best_metric)
         if improved:
             self.best_metric, self.best_step = value, step
         record = {"step": step, "epoch": self.epoch, "split": "val", **metrics}
