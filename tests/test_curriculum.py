@@ -46,10 +46,19 @@ def test_whole_curriculum_runs_every_stage_and_chunk_in_order(tmp_path, shards_r
         assert (run / "checkpoints" / "latest").is_file() and (run / "best" / "model.safetensors").is_file()
         info = json.loads((run / "run.json").read_text())
         assert info["stage"] in (1, 2, 4)
-    # Each run starts from the one before it that trained.
+    # Each run starts from the one before it that trained; DFDC's chunks continue one optimizer and LR schedule.
     trained = [r for r in runs if (r / "run.json").is_file()]
     for before, after in zip(trained, trained[1:]):
         assert json.loads((after / "run.json").read_text())["init_from"] == str(before / "best")
+    chunks = [r for r in trained if r.name.startswith("chunk")]
+    infos = [json.loads((r / "run.json").read_text()) for r in chunks]
+    assert infos[0]["continue_from"] is None and len({i["schedule_steps"] for i in infos}) == 1
+    steps = 24 * 2  # data.steps_per_epoch x the stage's 2 epochs per chunk
+    assert infos[0]["schedule_steps"] == steps * len(chunks)
+    for before, after, info in zip(chunks, chunks[1:], infos[1:]):
+        assert info["continue_from"] == str(before / "checkpoints")
+        last_step = int((before / "checkpoints" / "latest").read_text().strip().removeprefix("step"))
+        assert int((after / "checkpoints" / "latest").read_text().strip().removeprefix("step")) == last_step + steps
 
     matrix = json.loads((root / "cross_dataset.json").read_text())
     assert list(matrix["rows"]) == ["stage 1", "stage 2", "stage 4"]
