@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import random
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -27,6 +28,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from interceptor.schema import DataConfig
+from interceptor.train.distributed import STOP_SIGNALS
 from interceptor.utils import read_json
 
 log = logging.getLogger(__name__)
@@ -476,4 +478,11 @@ def loader(dataset: IterableDataset, cfg: DataConfig, seed: int = 0) -> DataLoad
     workers = max(0, cfg.workers)
     return DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=torch.cuda.is_available(),
                       prefetch_factor=cfg.prefetch if workers else None, persistent_workers=False,
-                      generator=torch.Generator().manual_seed(seed))
+                      generator=torch.Generator().manual_seed(seed), worker_init_fn=ignore_stop_signals)
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """In a loader worker: leave preemption signals to the training process, which checkpoints, then ends its
+    workers. Slurm signals every process of a job step, and a worker killed by SIGTERM would crash the step."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
