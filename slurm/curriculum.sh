@@ -14,8 +14,8 @@
 # Without GPUs in the cluster's gres config (a CPU cluster), one process per node with the task's CPUs:
 #   sbatch --gpus-per-node=0 --cpus-per-task=32 slurm/curriculum.sh tm
 #
-# Settings (environment): SHARDS, RUN_DIR, CONFIG, PYTHON, MASTER_PORT, SHUTDOWN_TIMEOUT, and GPUS_PER_NODE:
-# the processes per node (default: the GPUs Slurm gave each node, or 1 without GPUs).
+# Settings (environment): SHARDS, RUN_DIR, CONFIG, PYTHON, SHUTDOWN_TIMEOUT, MASTER_PORT (default: 20000 + the
+# job id modulo 20000) and GPUS_PER_NODE, the processes per node (default: the node's GPUs, or 1 without GPUs).
 #SBATCH --job-name=interceptor-curriculum
 #SBATCH --nodes=2
 #SBATCH --ntasks-per-node=1
@@ -47,7 +47,8 @@ config="${CONFIG:-$repo/configs/default.yaml}"
 python="${PYTHON:-$repo/.venv/bin/python}"
 procs_per_node="${GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-0}}"
 (( procs_per_node > 0 )) || procs_per_node=1
-port="${MASTER_PORT:-29500}"
+# A port per job: array tasks (all_specialists.sh) that share a node must not share a rendezvous.
+port="${MASTER_PORT:-$((20000 + SLURM_JOB_ID % 20000))}"
 shutdown_timeout="${SHUTDOWN_TIMEOUT:-150}"
 nodes="${SLURM_JOB_NUM_NODES:-1}"
 mapfile -t hosts < <(scontrol show hostnames "$SLURM_JOB_NODELIST")  # no `| head`: SIGPIPE under pipefail

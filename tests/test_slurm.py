@@ -100,7 +100,7 @@ def test_curriculum_starts_one_torchrun_per_node_with_c10d_rendezvous(fake_slurm
         torchrun = command.index("torch.distributed.run")
         assert command[torchrun - 1] == "-m" and "--ntasks-per-node=1" in command[:torchrun]
         assert "--nnodes=2" in command and "--nproc_per_node=4" in command
-        assert "--rdzv_backend=c10d" in command and "--rdzv_endpoint=fake1:29500" in command
+        assert "--rdzv_backend=c10d" in command and "--rdzv_endpoint=fake1:24242" in command
         assert "--rdzv_id=4242" in command
         assert "--shutdown-timeout=150" in command  # inside the 180 s of --signal=B:USR1@180
         launcher = command.index(str(REPO / "launcher" / "train.py"))
