@@ -86,7 +86,9 @@ def train_specialist(args: argparse.Namespace, specialist: str) -> int:
 
     from interceptor.train.crossdata import update_cross_dataset
     from interceptor.train.distributed import barrier, init_distributed
-    from interceptor.train.trainer import EXIT_PREEMPTED, Preempted, Trainer
+    from interceptor.train.checkpoint import CheckpointError
+    from interceptor.train.runlock import RunLocked
+    from interceptor.train.trainer import EXIT_PREEMPTED, Diverged, Preempted, Trainer
 
     dist = init_distributed()
     if not dist.is_main:
@@ -126,10 +128,14 @@ def train_specialist(args: argparse.Namespace, specialist: str) -> int:
         log.warning("%s", stop)
         if dist.is_main:
             atomic_write_json(marker, {"specialist": specialist, "message": str(stop), "exit_code": EXIT_PREEMPTED})
+        barrier()  # no rank exits before the marker exists: srun --kill-on-bad-exit ends the step at the first exit
         return EXIT_PREEMPTED
-    except DataError as err:
+    except (DataError, CheckpointError, RunLocked) as err:
         log.error("%s", err)
         return 2
+    except Diverged as err:
+        log.error("%s", err)
+        return 1
     return 0
 
 
