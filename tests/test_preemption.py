@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -15,17 +14,11 @@ from training import REPO, torchrun, torchrun_command, worker_processes, write_c
 
 pytestmark = pytest.mark.slow
 
-LONG_VALIDATION = ["ffpp/val", "ffpp/test", "celebdf/val", "celebdf/test", "dfdc/chunk-*/val", "dfdc/chunk-*/test"]
+LONG_VALIDATION = ["ffpp/val", "ffpp/test", "celebdf/val", "celebdf/test"]  # about 7 s with eval_frames=all
 
 
 def stage(val: list[str]) -> dict:
     return {"id": 1, "name": "ffpp", "train": ["ffpp/train"], "val": val, "epochs": 1, "lr": 1e-3, "init": "none"}
-
-
-def logged_at(log: str, message: str) -> int:
-    """Seconds of the day at which the log (utils.LOG_FORMAT: ``HH:MM:SS LEVEL name: message``) shows ``message``."""
-    hours, minutes, seconds = re.search(rf"(\d\d):(\d\d):(\d\d) \w+ [\w.]+: {re.escape(message)}", log).groups()
-    return int(hours) * 3600 + int(minutes) * 60 + int(seconds)
 
 
 def test_a_signal_during_evaluation_checkpoints_within_the_deadline(tmp_path, shards_root):
@@ -50,18 +43,18 @@ def test_a_signal_during_evaluation_checkpoints_within_the_deadline(tmp_path, sh
     stopped_after = time.time() - signalled
     output = "".join(lines) + output
     assert "stopped by signal during the evaluation at step 4" in output, output[-3000:]
+    assert "step 4 val video_mean_auc" not in output  # the evaluation did not run to its end first
+    assert stopped_after < 15, stopped_after
     run = tmp_path / "runs" / "ll" / "stage1-ffpp"
     assert (run / "checkpoints" / "latest").read_text().strip() == "step00000004"
     assert json.loads((tmp_path / "runs" / "ll" / "preempted.json").read_text())["exit_code"] == 75
     assert not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text().strip()
 
-    # The resumed run evaluates first, then the run is done; the whole evaluation takes far longer than the stop.
+    # The resumed run evaluates first, then the run is done.
     rerun = torchrun(args, timeout=600, log=tmp_path / "rerun.log")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "resuming from checkpoint step00000004" in rerun.stderr
-    evaluation = (logged_at(rerun.stderr, "stage 1 (ffpp): step 4 val video_mean_auc")
-                  - logged_at(rerun.stderr, "stage 1 (ffpp): evaluating at step 4"))
-    assert stopped_after < 15 and stopped_after < evaluation / 2, (stopped_after, evaluation)
+    assert rerun.stderr.index("evaluating at step 4") < rerun.stderr.index("step 4 val video_mean_auc")
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [4]
     assert json.loads((run / "done.json").read_text())["steps"] == 4
