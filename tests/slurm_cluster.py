@@ -16,15 +16,11 @@ import subprocess
 import time
 from pathlib import Path
 
+from training import free_port
+
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "scontrol", "scancel", "squeue", "srun", "sinfo")
 FAKE_GPUS = 8
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def missing_programs() -> list[str]:
