@@ -224,18 +224,19 @@ class Trainer:
         self.pending_evaluation = False  # a checkpoint taken during an evaluation: resume runs it first
         self.grad_norm = None
 
-    def fit(self) -> dict:
+    def fit(self, preemption: PreemptionFlag) -> dict:
         """Train (resuming when a checkpoint exists) under the run directory's lock; returns the best validation
-        result."""
+        result. A signal ``preemption`` received (before or during the run) checkpoints and raises
+        :class:`Preempted`."""
         lock = RunLock(self.run.run_dir)
         from_main(lock.acquire, RunLocked)
         try:
-            return self._fit()
+            return self._fit(preemption)
         finally:
             if self.dist.is_main:
                 lock.release()
 
-    def _fit(self) -> dict:
+    def _fit(self, preemption: PreemptionFlag) -> dict:
         self._write_run_info()
         self.prepare()
         tag = from_main(self.ckpt.resume_tag, CheckpointError) if self.resume else None
@@ -244,8 +245,7 @@ class Trainer:
             log.info("%s: resuming from checkpoint %s (epoch %d, step %d)", self.run.name, tag, self.epoch,
                      self.engine.global_steps)
         try:
-            with PreemptionFlag() as preemption:
-                self._loop(preemption)
+            self._loop(preemption)
         finally:
             self.monitor.close()
         summary = {"best_metric": self.best_metric, "best_step": self.best_step,
