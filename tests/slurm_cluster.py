@@ -19,7 +19,7 @@ from pathlib import Path
 from training import free_port
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
-CLIENTS = ("sbatch", "scontrol", "scancel", "squeue", "srun", "sinfo")
+CLIENTS = ("sbatch", "scontrol", "scancel", "srun", "sinfo", "squeue")
 FAKE_GPUS = 8
 
 
@@ -32,16 +32,17 @@ def _sbin_path() -> str:
 
 
 def install() -> str | None:
-    """``apt-get install slurm-wlm munge`` (as root); returns why it failed, or None."""
+    """``apt-get install slurm-wlm munge`` (as root; ``apt-get update`` first if that fails); returns why it
+    failed, or None."""
     if os.geteuid() != 0:
         return "not root: cannot apt-get install slurm-wlm munge"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "install", "-y", "-q", "slurm-wlm", "munge"],
-                    ["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "slurm-wlm", "munge"]):
-        result = subprocess.run(command, env=env, capture_output=True, text=True)
-        if result.returncode == 0 and command[1] == "install":
-            return None
-    return f"apt-get install slurm-wlm munge failed: {result.stderr[-1000:]}"
+    command = ["apt-get", "install", "-y", "-q", "slurm-wlm", "munge"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    if result.returncode != 0:  # a missing or stale package index
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=900)
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    return None if result.returncode == 0 else f"apt-get install slurm-wlm munge failed: {result.stderr[-1000:]}"
 
 
 SLURM_CONF = """\
@@ -71,11 +72,10 @@ MpiDefault=none
 SwitchType=switch/none
 ReturnToService=2
 SchedulerParameters=sched_interval=1
-KillWait=30
 GresTypes=gpu
 NodeName=DEFAULT CPUs={cpus} RealMemory={memory} Gres=gpu:{gpus} State=UNKNOWN
-NodeName={host} NodeHostname={host} Port={port_a}
-NodeName=localhost NodeHostname=localhost Port={port_b}
+NodeName={host} NodeHostname={host} Port={host_port}
+NodeName=localhost NodeHostname=localhost Port={localhost_port}
 PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 """
 
@@ -84,6 +84,8 @@ class SlurmCluster:
     """Start with :meth:`start`, stop with :meth:`stop`; ``env`` is what clients (sbatch, scontrol) need."""
 
     def __init__(self, root: Path, cpus: int = 4, memory_mb: int = 8000):
+        """Each node advertises ``cpus`` (more than the host's 2 cores: the tests' small jobs share them) and
+        ``memory_mb``."""
         self.root = Path(root)
         self.host = socket.gethostname()
         self.nodes = [self.host, "localhost"]
@@ -103,28 +105,29 @@ class SlurmCluster:
                 gres.append(f"NodeName={node} Name=gpu File={device}")
         (self.root / "gres.conf").write_text("\n".join(gres) + "\n")
         (self.root / "slurm.conf").write_text(SLURM_CONF.format(
-            host=self.host, root=self.root, ctld_port=free_port(), port_a=free_port(), port_b=free_port(),
+            host=self.host, root=self.root, ctld_port=free_port(), host_port=free_port(), localhost_port=free_port(),
             cpus=self.cpus, memory=self.memory_mb, gpus=FAKE_GPUS))
         key = self.root / "munge.key"
         key.write_bytes(os.urandom(1024))
         key.chmod(0o600)
 
-    def _spawn(self, name: str, *args: str) -> None:
-        log = open(self.root / f"{name}{'-' + args[-1] if name == 'slurmd' else ''}.stdout", "ab")
-        self.processes.append(subprocess.Popen([shutil.which(name, path=_sbin_path()), *args], env=self.env,
-                                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        log.close()
+    def _spawn(self, label: str, program: str, *args: str) -> None:
+        """Start ``program`` in the foreground of its own session, its output in ``ROOT/<label>.stdout``."""
+        with open(self.root / f"{label}.stdout", "ab") as log:
+            self.processes.append(subprocess.Popen([shutil.which(program, path=_sbin_path()), *args], env=self.env,
+                                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
 
     def start(self, timeout: float = 90) -> SlurmCluster:
         """Write the config, start the daemons in the foreground, and wait until both nodes are idle."""
         self._write_config()
         r = self.root
-        self._spawn("munged", "--foreground", "--force", f"--socket={r}/munge.socket", f"--key-file={r}/munge.key",
-                    f"--pid-file={r}/munged.pid", f"--log-file={r}/munged.log", f"--seed-file={r}/munged.seed")
+        self._spawn("munged", "munged", "--foreground", "--force", f"--socket={r}/munge.socket",
+                    f"--key-file={r}/munge.key", f"--pid-file={r}/munged.pid", f"--log-file={r}/munged.log",
+                    f"--seed-file={r}/munged.seed")
         self._wait(lambda: (r / "munge.socket").exists(), 20, "munged did not create its socket")
-        self._spawn("slurmctld", "-D", "-c", "-f", str(r / "slurm.conf"))
+        self._spawn("slurmctld", "slurmctld", "-D", "-c", "-f", str(r / "slurm.conf"))
         for node in self.nodes:
-            self._spawn("slurmd", "-D", "-f", str(r / "slurm.conf"), "-N", node)
+            self._spawn(f"slurmd-{node}", "slurmd", "-D", "-f", str(r / "slurm.conf"), "-N", node)
         self._wait(lambda: self.idle_nodes() == len(self.nodes), timeout, "the nodes never became idle")
         return self
 
@@ -145,9 +148,13 @@ class SlurmCluster:
                          for p in sorted(self.root.glob("*.log")) + sorted(self.root.glob("*.stdout")))
 
     def stop(self) -> None:
-        """Cancel every job, then end the daemons by PID (slurmd and slurmctld first, munged last)."""
+        """Cancel every job and wait for them to end, then end the daemons by PID (slurmd and slurmctld first,
+        munged last)."""
         if self.processes:
             self.run("scancel", "--full", "--user", str(os.getuid()), check=False)
+            deadline = time.time() + 60
+            while self.run("squeue", "-h", "-o", "%i", check=False).stdout.strip() and time.time() < deadline:
+                time.sleep(0.5)
         for process in reversed(self.processes):
             if process.poll() is None:
                 process.terminate()
@@ -174,14 +181,9 @@ class SlurmCluster:
         return output.split(";")[0]
 
     def job(self, job_id: str) -> dict[str, str]:
-        """``scontrol show job`` as a mapping (the first record: an array's first task)."""
+        """``scontrol show job`` as a mapping (an array task: ``JOBID_INDEX``)."""
         text = self.run("scontrol", "-o", "show", "job", job_id).stdout.splitlines()[0]
         return dict(re.findall(r"(\w+(?::\w+)?)=(\S*)", text))
-
-    def jobs(self, job_id: str) -> list[dict[str, str]]:
-        """Every record of ``scontrol show job`` (one per array task)."""
-        lines = self.run("scontrol", "-o", "show", "job", job_id).stdout.splitlines()
-        return [dict(re.findall(r"(\w+(?::\w+)?)=(\S*)", line)) for line in lines]
 
     def wait_for(self, job_id: str, states: set[str], timeout: float) -> dict[str, str]:
         """Wait until the job is in one of ``states`` (``JobState``); returns its record."""
