@@ -75,3 +75,29 @@ def test_a_run_whose_every_loss_is_non_finite_fails_after_the_cap(tmp_path, shar
     run = tmp_path / "runs" / "ll" / "stage1-ffpp"
     assert not (run / "metrics.jsonl").is_file() or not (run / "metrics.jsonl").read_text().strip()
     assert not list((run / "checkpoints").glob("step*")) and not (run / "done.json").exists()
+
+
+def test_a_second_run_on_a_run_directory_in_use_stops_naming_the_owner(tmp_path, shards_root):
+    """Two runs on one run directory would delete each other's partial checkpoints: the second one stops."""
+    curriculum = write_curriculum(tmp_path / "curriculum.yaml", [stage(["ffpp/val"])])
+    command = [sys.executable, "launcher/train.py", "--specialist", "ll", "--shards", str(shards_root), "--run-dir",
+               str(tmp_path / "runs"), f"curriculum={curriculum}", "data.batch_size=4", "data.steps_per_epoch=1000",
+               "data.workers=0"]
+    first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        lock = tmp_path / "runs" / "ll" / "stage1-ffpp" / "lock.json"
+        deadline = time.time() + 120
+        while not lock.is_file():
+            assert time.time() < deadline and first.poll() is None, "the first run never took the lock"
+            time.sleep(0.2)
+        second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert second.returncode == 2, second.stderr[-3000:]
+        assert f"{lock}: the run directory is in use by host" in second.stderr
+        assert f"pid {first.pid}" in second.stderr and "Traceback" not in second.stderr
+        assert first.poll() is None  # untouched
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=120) == 75
+        assert not lock.exists()  # released on the way out
+    finally:
+        first.kill()
+        first.wait()
