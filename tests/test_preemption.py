@@ -21,6 +21,35 @@ def stage(val: list[str]) -> dict:
     return {"id": 1, "name": "ffpp", "train": ["ffpp/train"], "val": val, "epochs": 1, "lr": 1e-3, "init": "none"}
 
 
+LOADER_UNDER_SIGTERM = """
+import subprocess, time
+import torch
+from torch.utils.data import IterableDataset
+from interceptor.config import load_config
+from interceptor.train.data import loader
+
+class Forever(IterableDataset):
+    def __iter__(self):
+        while True:
+            yield {"x": torch.zeros(1)}
+
+batches = iter(loader(Forever(), load_config(None, ["data.workers=1"]).data))
+next(batches)
+subprocess.run(["kill", "-TERM", str(batches._workers[0].pid)], check=True)  # as Slurm signals a job step
+time.sleep(1)
+next(batches)
+print("worker alive")
+"""  # and the process then exits with the loader still open: its worker must end
+
+
+def test_loader_workers_outlive_a_job_steps_sigterm_and_end_with_the_process():
+    """Slurm's SIGTERM reaches every process of the step: a loader worker ignores it (the training process
+    checkpoints first), yet ends when the training process ends it."""
+    result = subprocess.run([sys.executable, "-c", LOADER_UNDER_SIGTERM], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0 and "worker alive" in result.stdout, result.stderr[-3000:]
+
+
 def test_a_signal_during_evaluation_checkpoints_within_the_deadline(tmp_path, shards_root):
     curriculum = write_curriculum(tmp_path / "curriculum.yaml", [stage(LONG_VALIDATION)])
     args = ["--specialist", "ll", "--shards", shards_root, "--run-dir", tmp_path / "runs", f"curriculum={curriculum}",

@@ -15,8 +15,10 @@ import glob
 import io
 import json
 import logging
+import os
 import random
 import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -483,6 +485,17 @@ def loader(dataset: IterableDataset, cfg: DataConfig, seed: int = 0) -> DataLoad
 
 def ignore_stop_signals(worker_id: int) -> None:
     """In a loader worker: leave preemption signals to the training process, which checkpoints, then ends its
-    workers. Slurm signals every process of a job step, and a worker killed by SIGTERM would crash the step."""
+    workers. Slurm signals every process of a job step, and a worker killed by that SIGTERM would crash the step;
+    a SIGTERM from the training process itself (ending its workers, also at exit) still ends the worker."""
     for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+        if sig != signal.SIGTERM:
+            signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # threads started from here on inherit the mask
+    threading.Thread(target=_exit_on_sigterm_from, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_on_sigterm_from(parent: int) -> None:
+    """Take every SIGTERM sent to this process; exit on the one its parent sends, ignore the others."""
+    while True:
+        if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+            os._exit(0)
