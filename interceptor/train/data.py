@@ -480,10 +480,10 @@ def loader(dataset: IterableDataset, cfg: DataConfig, seed: int = 0) -> DataLoad
     workers = max(0, cfg.workers)
     return DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=torch.cuda.is_available(),
                       prefetch_factor=cfg.prefetch if workers else None, persistent_workers=False,
-                      generator=torch.Generator().manual_seed(seed), worker_init_fn=ignore_stop_signals)
+                      generator=torch.Generator().manual_seed(seed), worker_init_fn=ignore_outside_stop_signals)
 
 
-def ignore_stop_signals(worker_id: int) -> None:
+def ignore_outside_stop_signals(worker_id: int) -> None:
     """In a loader worker: leave preemption signals to the training process, which checkpoints, then ends its
     workers. Slurm signals every process of a job step, and a worker killed by that SIGTERM would crash the step;
     a SIGTERM from the training process itself (ending its workers, also at exit) still ends the worker."""
