@@ -40,12 +40,18 @@ def _export(args: argparse.Namespace) -> int:
     from interceptor import SPECIALISTS
     from interceptor.export import collect_models
     from interceptor.models import export_onnx, load_model
+    from interceptor.models.export import ExportError
 
     cfg = load_config(args.config, args.overrides)
     collected = collect_models(cfg, args.runs, args.out, list(SPECIALISTS))
     for spec, info in collected.items():
         if args.onnx:
-            export_onnx(load_model(info["model"]), Path(info["model"]) / "model.onnx")
+            try:
+                model = load_model(info["model"])
+            except ExportError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+            export_onnx(model, Path(info["model"]) / "model.onnx")
         extras = [name for name, present in (("student", info["student"]), ("onnx", args.onnx)) if present]
         print(f"{spec}: {info['model']}" + "".join(f" (+ {name})" for name in extras))
     return 0 if collected else 1
@@ -53,11 +59,12 @@ def _export(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from interceptor.evaluation import run_eval
+    from interceptor.models.export import ExportError
 
     cfg = load_config(args.config, args.overrides)
     try:
         run_eval(args.models, args.shards, args.out, cfg, args.splits, args.device)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ExportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"report: {args.out / 'report.md'}")

@@ -15,10 +15,11 @@ import logging
 import shutil
 from pathlib import Path
 
+from interceptor.models.export import DESCRIPTION, WEIGHTS
 from interceptor.schema import Config
 from interceptor.train.crossdata import CROSS_DATASET
+from interceptor.utils import atomic_dir
 from interceptor.train.curriculum import load_curriculum, plan_runs, stage_dir
-from interceptor.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +27,19 @@ MODEL_SUFFIX = "_model"
 STUDENT_SUFFIX = "_model_student"
 
 
-def _copy_model(source: Path, target: Path) -> None:
-    """Copy an exported model directory atomically (a temporary sibling, then a rename)."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name in ("model.safetensors", "model.json"):
-        shutil.copy2(source / name, tmp / name)
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
+def _copy_model(source: Path, target: Path, children: dict[str, Path] | None = None,
+                extras: list[Path] = ()) -> None:
+    """Copy an exported model (and ``children``: name -> exported model, copied into ``target/name``, and the
+    ``extras`` files) in one atomic replacement of ``target`` (:func:`~interceptor.utils.atomic_dir`)."""
+    with atomic_dir(target) as folder:
+        for name in (WEIGHTS, DESCRIPTION):
+            shutil.copy2(source / name, folder / name)
+        for extra in extras:
+            shutil.copy2(extra, folder / extra.name)
+        for name, child in (children or {}).items():
+            (folder / name).mkdir(parents=True)
+            for file in (WEIGHTS, DESCRIPTION):
+                shutil.copy2(child / file, folder / name / file)
 
 
 def collect_models(cfg: Config, run_root: Path, out: Path, specialists: list[str]) -> dict[str, dict]:
@@ -59,12 +63,9 @@ def collect_models(cfg: Config, run_root: Path, out: Path, specialists: list[str
             log.warning("%s: no trained model under %s", spec, run_root / spec)
             continue
         target = out / f"{spec}{MODEL_SUFFIX}"
-        _copy_model(final, target)
-        for name, best in stages.items():
-            _copy_model(best, target / "stages" / name)
-        matrix = run_root / spec / CROSS_DATASET
-        if matrix.is_file():  # the cross-dataset matrix training recorded, for the evaluation report
-            atomic_write_text(target / CROSS_DATASET, matrix.read_text())
+        matrix = run_root / spec / CROSS_DATASET  # the cross-dataset matrix training recorded, for the report
+        _copy_model(final, target, {f"stages/{name}": best for name, best in stages.items()},
+                    [matrix] if matrix.is_file() else [])
         if student is not None:
             _copy_model(student, out / f"{spec}{STUDENT_SUFFIX}")
         collected[spec] = {"model": str(target), "stages": sorted(stages), "student": student is not None}

@@ -221,13 +221,18 @@ def video_summary(video: VideoClips) -> dict:
 
 
 def predict_videos(paths: Iterable[str | Path], predictor: Predictor) -> Iterator[dict]:
-    """:meth:`Predictor.predict` of every video; one that gets no verdict gives ``{"video", "error"}`` instead."""
+    """:meth:`Predictor.predict` of every video; one that gets no verdict, whatever the failure, gives
+    ``{"video", "error"}`` instead and the next video is still scored."""
     for path in paths:
         start = time.perf_counter()
         try:
             yield predictor.predict(path)
         except (VideoError, ValueError) as err:
             yield {"video": str(path), "error": f"{path}: {err}", "seconds": round(time.perf_counter() - start, 3)}
+        except Exception as err:  # noqa: BLE001 - an unforeseen failure on one video must not end the others
+            log.debug("predict %s failed", path, exc_info=True)
+            yield {"video": str(path), "error": f"{path}: {type(err).__name__}: {err}",
+                   "seconds": round(time.perf_counter() - start, 3)}
 
 
 def summary_line(result: dict) -> str:

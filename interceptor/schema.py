@@ -151,6 +151,8 @@ class TrainConfig:
     eval_every: int = 0  # optimizer steps between evaluations; 0 = at every epoch end only
     checkpoint_every: int = 500  # optimizer steps between checkpoints (and one at every epoch end)
     keep_last: int = 2  # checkpoints kept besides the best
+    max_nonfinite_steps: int = 20  # consecutive micro-batches with a non-finite loss (each skipped) before the run
+    # fails as diverged; 0 fails at the first
     # Validation metric that picks the best model (higher is better); "last": every evaluation's model replaces it
     # (the end of the run), for validation sets too small to select on.
     selection_metric: str = "video_mean_auc"

@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic file writes, logging set-up, provenance."""
+"""Small shared helpers: atomic and durable file writes, logging set-up, provenance."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -42,9 +43,66 @@ def atomic_path(target: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Pat
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
+        fsync_dir(target.parent)  # the rename itself survives a crash
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """Flush a directory's entries (new, renamed and removed names) to disk."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(directory: str | os.PathLike) -> None:
+    """Flush every file and folder under ``directory`` (and itself) to disk."""
+    for root, _, files in os.walk(directory):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(root)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new hidden folder beside ``target`` to fill; when the block succeeds, ``target`` switches to it.
+
+    ``target`` is a symbolic link to its current hidden folder ``.NAME.XXXX``, replaced by one rename, so it
+    names the complete old folder or the complete new one at every moment: a kill anywhere leaves one of them,
+    never a mix (say, new weights with an old description) and never nothing. The replaced folder is removed
+    afterwards. A plain folder left by an older version is moved aside once, on its first replacement.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield folder
+        os.chmod(folder, 0o777 & ~_umask())
+        fsync_tree(folder)
+        link = folder.with_name(folder.name + ".link")
+        os.symlink(folder.name, link)
+        if target.is_dir() and not target.is_symlink():
+            os.rename(target, folder.with_name(folder.name + ".replaced"))
+        os.replace(link, target)
+        fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    current = os.readlink(target)
+    for replaced in target.parent.glob(f".{target.name}.*"):
+        if replaced.name == current:
+            continue
+        if replaced.is_dir() and not replaced.is_symlink():
+            shutil.rmtree(replaced)
+        else:
+            replaced.unlink()
 
 
 def atomic_write_bytes(target: str | os.PathLike, data: bytes, suffix: str = ".tmp") -> Path:

@@ -85,3 +85,31 @@ def shards_root(request, corpus, demo_config) -> Path:
         build_shards(dataset, corpus / directory, root / dataset, demo_config.shards, progress=False)
     (root / "stamp.txt").write_text(stamp)
     return root
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A real two-node Slurm cluster on this machine (``slurm_cluster.SlurmCluster``), for the whole session.
+
+    Slurm and munge are installed with apt-get when missing. In CI (``CI`` set) a cluster that cannot be had
+    fails the tests; elsewhere they are skipped.
+    """
+    from slurm_cluster import SlurmCluster, install, missing_programs
+
+    def unavailable(reason: str):
+        if os.environ.get("CI"):
+            pytest.fail(f"real Slurm cluster needed in CI: {reason}")
+        pytest.skip(f"no real Slurm cluster: {reason}")
+
+    if missing_programs() and (reason := install()):
+        unavailable(reason)
+    if missing := missing_programs():
+        unavailable(f"{', '.join(missing)} not found after installing slurm-wlm and munge")
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        cluster.start()
+    except RuntimeError as err:
+        cluster.stop()
+        unavailable(str(err))
+    yield cluster
+    cluster.stop()

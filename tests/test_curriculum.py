@@ -8,10 +8,9 @@ import signal
 import subprocess
 import time
 
-import psutil
 import pytest
 
-from training import REPO, torchrun, torchrun_command, write_curriculum
+from training import REPO, torchrun, torchrun_command, worker_processes, write_curriculum
 
 pytestmark = pytest.mark.slow
 
@@ -68,17 +67,6 @@ def test_whole_curriculum_runs_every_stage_and_chunk_in_order(tmp_path, shards_r
 
 
 # ------------------------------------------------------------------------------------------------ preemption
-
-
-def worker_processes(torchrun_process: subprocess.Popen, count: int, timeout: float = 120) -> list[psutil.Process]:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        children = psutil.Process(torchrun_process.pid).children(recursive=True)
-        workers = [p for p in children if "launcher/train.py" in " ".join(p.cmdline())]
-        if len(workers) == count:
-            return workers
-        time.sleep(0.2)
-    raise AssertionError("torchrun did not start its workers")
 
 
 def test_sigterm_checkpoints_on_every_rank_and_the_rerun_continues(tmp_path, shards_root):

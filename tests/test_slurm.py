@@ -1,4 +1,5 @@
-"""The Slurm scripts: syntax, shellcheck, and what they would run under fake sbatch / srun / scontrol."""
+"""The Slurm scripts' command lines under fake sbatch / srun / scontrol / scancel (test_slurm_cluster.py runs
+them on a real Slurm cluster), syntax and shellcheck."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ for ((node = 0; node < SLURM_JOB_NUM_NODES; node++)); do
 done
 if [[ "${FAKE_SRUN_MODE:-exit}" == wait ]]; then
   trap 'echo "srun got TERM" >> "$FAKE_LOG"; exit 1' TERM
-  echo started > "$FAKE_LOG.started"
+  echo $$ > "$FAKE_LOG.started"
   while true; do sleep 0.1; done
 fi
 exit 0
@@ -53,12 +54,20 @@ case "$1 $2" in
 esac
 """
 
+FAKE_SCANCEL = r"""#!/usr/bin/env bash
+# Records the call; `scancel --signal=TERM JOB` signals the job's steps (here: the fake srun).
+echo "scancel $*" >> "$FAKE_LOG"
+[[ "$1" == --signal=TERM ]] && kill -TERM "$(cat "$FAKE_LOG.started")"
+exit 0
+"""
+
 
 @pytest.fixture
 def fake_slurm(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, body in (("sbatch", FAKE_SBATCH), ("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+    for name, body in (("sbatch", FAKE_SBATCH), ("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL),
+                       ("scancel", FAKE_SCANCEL)):
         (bin_dir / name).write_text(body)
         (bin_dir / name).chmod(0o755)
     log = tmp_path / "slurm.log"
@@ -91,8 +100,9 @@ def test_curriculum_starts_one_torchrun_per_node_with_c10d_rendezvous(fake_slurm
         torchrun = command.index("torch.distributed.run")
         assert command[torchrun - 1] == "-m" and "--ntasks-per-node=1" in command[:torchrun]
         assert "--nnodes=2" in command and "--nproc_per_node=4" in command
-        assert "--rdzv_backend=c10d" in command and "--rdzv_endpoint=fake1:29500" in command
+        assert "--rdzv_backend=c10d" in command and "--rdzv_endpoint=fake1:24242" in command
         assert "--rdzv_id=4242" in command
+        assert "--shutdown-timeout=150" in command  # inside the 180 s of --signal=B:USR1@180
         launcher = command.index(str(REPO / "launcher" / "train.py"))
         args = command[launcher + 1:]
         assert args[args.index("--specialist") + 1] == "tm"
@@ -124,7 +134,8 @@ def test_preemption_signal_checkpoints_and_requeues(fake_slurm, sig):
     output, _ = batch.communicate(timeout=30)
     assert batch.returncode == 75, output
     text = log.read_text()
-    assert "srun got TERM" in text  # torchrun forwards SIGTERM to the workers, which checkpoint
+    assert "scancel --signal=TERM 4242" in text  # Slurm signals every task of the step, on every node
+    assert "srun got TERM" in text
     assert "scontrol requeue 4242" in text
 
 

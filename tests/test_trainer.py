@@ -149,7 +149,8 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, shards_root):
     clean = torchrun([*common, "--run-dir", tmp_path / "clean"], timeout=600, log=tmp_path / "clean.log")
     assert clean.returncode == 0, clean.stderr[-3000:]
 
-    # The same run, SIGKILLed (every process) once its step-8 checkpoint (mid second epoch) is written.
+    # The same run, SIGKILLed (every process) once its step-8 checkpoint (mid second epoch) is written, and its
+    # latest emptied.
     killed = tmp_path / "killed"
     process = subprocess.Popen(torchrun_command([*common, "--run-dir", killed]), cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -162,6 +163,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, shards_root):
     kill_tree(process.pid)
     process.wait()
     assert not (killed / "ll" / "stage1-ffpp" / "done.json").exists()
+    latest.write_text("")  # a damaged latest: resume takes the newest committed checkpoint, not step 0
 
     resumed = torchrun([*common, "--run-dir", killed], timeout=600, log=tmp_path / "resumed.log")
     assert resumed.returncode == 0, resumed.stderr[-3000:]

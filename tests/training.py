@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import yaml
@@ -35,6 +36,20 @@ def torchrun(args: list[str], nproc: int = 2, timeout: float = 600, log: Path | 
     if log is not None:
         log.write_text(result.stdout + result.stderr)
     return result
+
+
+def worker_processes(torchrun_process: subprocess.Popen, count: int, timeout: float = 120) -> list:
+    """The ``count`` training processes (``psutil.Process``) a torchrun started, once they all run."""
+    import psutil
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        children = psutil.Process(torchrun_process.pid).children(recursive=True)
+        workers = [p for p in children if "launcher/train.py" in " ".join(p.cmdline())]
+        if len(workers) == count:
+            return workers
+        time.sleep(0.2)
+    raise AssertionError("torchrun did not start its workers")
 
 
 def write_curriculum(path: Path, stages: list[dict], eval_sets: list[str] | None = None) -> Path:

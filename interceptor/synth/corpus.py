@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from interceptor import LABEL_FAKE, LABEL_REAL
-from interceptor.config import to_dict
+from interceptor.config import ConfigError, to_dict
 from interceptor.schema import SynthConfig
 from interceptor.synth.artifacts import apply_audio, apply_visual, sample_params
 from interceptor.synth.audio import plan_syllables, synthesize
@@ -308,8 +308,19 @@ def plan_corpus(cfg: SynthConfig) -> tuple[list[GroupPlan], dict, list]:
     return ffpp + celebdf + dfdc, ffpp_splits, celebdf_test
 
 
+def check_synth_config(cfg: SynthConfig) -> None:
+    """Counts, sizes, rates and durations must be positive (crf within H.264's 0-51): a ConfigError naming
+    the key."""
+    for key in ("videos", "size", "seconds", "fps", "audio_rate", "dfdc_chunks", "workers"):
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"synth.{key}: must be positive, got {getattr(cfg, key)!r}")
+    if not 0 <= cfg.crf <= 51:
+        raise ConfigError(f"synth.crf: must be between 0 and 51, got {cfg.crf!r}")
+
+
 def generate_corpus(out: str | Path, cfg: SynthConfig) -> Path:
     """Write the corpus under ``out`` (skipped when an identical corpus is already there)."""
+    check_synth_config(cfg)
     root = Path(out)
     if _is_up_to_date(root, cfg):
         log.info("synthetic corpus in %s is up to date", root)

@@ -16,8 +16,11 @@ import glob
 import io
 import json
 import logging
+import os
 import random
 import re
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -30,6 +33,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from interceptor import LABEL_FAKE, LABEL_REAL
 from interceptor.schema import DataConfig
+from interceptor.train.distributed import STOP_SIGNALS
 from interceptor.train.pseudo_fakes import pseudo_fake_maker
 from interceptor.utils import read_json
 
@@ -538,4 +542,22 @@ def loader(dataset: IterableDataset, cfg: DataConfig, seed: int = 0) -> DataLoad
     workers = max(0, cfg.workers)
     return DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=torch.cuda.is_available(),
                       prefetch_factor=cfg.prefetch if workers else None, persistent_workers=False,
-                      generator=torch.Generator().manual_seed(seed))
+                      generator=torch.Generator().manual_seed(seed), worker_init_fn=ignore_outside_stop_signals)
+
+
+def ignore_outside_stop_signals(worker_id: int) -> None:
+    """In a loader worker: leave preemption signals to the training process, which checkpoints, then ends its
+    workers. Slurm signals every process of a job step, and a worker killed by that SIGTERM would crash the step;
+    a SIGTERM from the training process itself (ending its workers, also at exit) still ends the worker."""
+    for sig in STOP_SIGNALS:
+        if sig != signal.SIGTERM:
+            signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # threads started from here on inherit the mask
+    threading.Thread(target=_exit_on_sigterm_from, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_on_sigterm_from(parent: int) -> None:
+    """Take every SIGTERM sent to this process; exit on the one its parent sends, ignore the others."""
+    while True:
+        if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+            os._exit(0)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
+
+
+# Preemption: the training processes checkpoint and exit on these; their data-loader workers ignore them.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,21 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def from_main(function: Callable[[], Any], errors: type[Exception]) -> Any:
+    """``function()`` run on rank 0 only, its result on every rank; an ``errors`` exception it raises is raised
+    on every rank (so no rank is left waiting in a collective)."""
+    outcome = None
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        try:
+            outcome = ("result", function())
+        except errors as err:
+            outcome = ("error", err)
+    kind, value = broadcast_object(outcome)
+    if kind == "error":
+        raise value
+    return value
 
 
 def any_rank(flag: bool, device: torch.device) -> bool:

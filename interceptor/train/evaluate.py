@@ -7,6 +7,7 @@ Used by the trainer (validation and model selection), by the curriculum's cross-
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -40,14 +41,21 @@ class ClipPredictions:
 @torch.no_grad()
 def predict_clips(model: nn.Module, shard_sets: list[ShardSet], data_cfg: DataConfig, spec: InputSpec,
                   dist: DistInfo, dtype: torch.dtype = torch.float32, channels_last: bool = False,
-                  sample_images: int = 0) -> ClipPredictions:
-    """P(fake) for every clip of ``shard_sets``; each rank scores its share, the results are gathered."""
+                  sample_images: int = 0, stop: Callable[[], bool] | None = None) -> ClipPredictions | None:
+    """P(fake) for every clip of ``shard_sets``; each rank scores its share, the results are gathered.
+
+    ``stop`` is asked between batches; when it says so on any rank, every rank returns None (collective).
+    """
     was_training = model.training
     model.eval()
     keys, labels, probs, sources, present, samples = [], [], [], [], [], None
     stream = EvalStream(shard_sets, data_cfg, spec, dist.rank, dist.world)
+    stopped = False
     with torch.autocast(dist.device.type, dtype=dtype, enabled=dtype != torch.float32):
         for batch in loader(stream, data_cfg):
+            if stop is not None and stop():
+                stopped = True
+                break
             inputs = model_inputs(batch, spec, dist.device, dtype, channels_last)
             probs += torch.softmax(model(**inputs).float(), dim=-1)[:, 1].cpu().tolist()
             keys += batch["key"]
@@ -58,10 +66,13 @@ def predict_clips(model: nn.Module, shard_sets: list[ShardSet], data_cfg: DataCo
                 pixels = batch["pixels"] if batch["pixels"].dim() == 4 else batch["pixels"][:, 0]
                 samples = pixels[:sample_images].numpy()
     model.train(was_training)
+    gathered = all_gather_objects((stopped, keys, labels, probs, sources, present))
+    if any(rank_rows[0] for rank_rows in gathered):
+        return None
     # Rows of one clip (frame models with data.eval_frames=all) average into one clip score.
     by_key: dict[str, tuple] = {}
-    for rank_rows in all_gather_objects((keys, labels, probs, sources, present)):
-        for key, label, prob, source, has_input in zip(*rank_rows):
+    for rank_rows in gathered:
+        for key, label, prob, source, has_input in zip(*rank_rows[1:]):
             by_key.setdefault(key, (label, [], source, bool(has_input)))[1].append(prob)
     ordered = sorted(by_key)
     return ClipPredictions(keys=ordered, videos=[video_key(k) for k in ordered], faces=[face_key(k) for k in ordered],

@@ -21,10 +21,14 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from interceptor import SPECIALISTS
 from interceptor.config import ConfigError, load_config
 from interceptor.utils import atomic_write_json, setup_logging
+
+if TYPE_CHECKING:
+    from interceptor.train.trainer import PreemptionFlag
 
 log = logging.getLogger("interceptor.train")
 
@@ -69,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def train_specialist(args: argparse.Namespace, specialist: str) -> int:
     """Train one specialist on the processes of this torchrun job (collective: every rank runs it)."""
-    from interceptor.train.curriculum import check_init, plan_runs, share_schedules, validate_runs
+    from interceptor.train.curriculum import plan_runs, validate_runs
     from interceptor.train.data import DataError
 
     # Everything that can be checked without a process group is checked first: config errors come in seconds.
@@ -84,10 +88,25 @@ def train_specialist(args: argparse.Namespace, specialist: str) -> int:
         return 2
     check_engine_config(cfg)
 
-    from interceptor.train.crossdata import update_cross_dataset
-    from interceptor.train.distributed import barrier, init_distributed
-    from interceptor.train.trainer import EXIT_PREEMPTED, Preempted, Trainer
+    from interceptor.train.trainer import PreemptionFlag
 
+    # From here on a stop signal is remembered, not fatal (start-up and loading can take minutes): the next step
+    # boundary checkpoints, or the next run does not start.
+    with PreemptionFlag() as preemption:
+        return train_runs(args, specialist, runs, preemption)
+
+
+def train_runs(args: argparse.Namespace, specialist: str, runs: list, preemption: PreemptionFlag) -> int:
+    """Train the planned runs in order on this torchrun job's process group; returns the exit code."""
+    from interceptor.train.checkpoint import CheckpointError
+    from interceptor.train.crossdata import update_cross_dataset
+    from interceptor.train.curriculum import check_init, share_schedules
+    from interceptor.train.data import DataError
+    from interceptor.train.distributed import any_rank, barrier, init_distributed
+    from interceptor.train.runlock import RunLocked
+    from interceptor.train.trainer import EXIT_PREEMPTED, Diverged, Preempted, Trainer
+
+    root = args.run_dir / specialist
     dist = init_distributed()
     if not dist.is_main:
         logging.getLogger().setLevel(logging.WARNING)
@@ -99,6 +118,8 @@ def train_specialist(args: argparse.Namespace, specialist: str) -> int:
     last_trained = runs[0][0].init_from if runs else None  # the model the next run starts from
     try:
         for index, (run, run_cfg) in enumerate(runs):
+            if any_rank(preemption.received is not None, dist.device):
+                raise Preempted(f"{specialist}: stopped by signal before {run.name}; nothing new to checkpoint")
             stage_ends = index + 1 == len(runs) or runs[index + 1][0].stage_id != run.stage_id
             if run.init_from is not None:
                 run.init_from = last_trained  # past chunks that had nothing to train on
@@ -119,7 +140,7 @@ def train_specialist(args: argparse.Namespace, specialist: str) -> int:
             else:
                 check_init(run)
                 log.info("%s: %s starting (%s)", specialist, run.name, run.run_dir)
-                summary = Trainer(run_cfg, run, args.shards, dist, resume=args.resume == "auto").fit()
+                summary = Trainer(run_cfg, run, args.shards, dist, resume=args.resume == "auto").fit(preemption)
                 log.info("%s: %s finished: best %s %.4f at step %d", specialist, run.name, summary["metric"],
                          summary["best_metric"], summary["best_step"])
             if run.teacher is None and (run.run_dir / "best" / "model.safetensors").is_file():
@@ -132,10 +153,14 @@ def train_specialist(args: argparse.Namespace, specialist: str) -> int:
         log.warning("%s", stop)
         if dist.is_main:
             atomic_write_json(marker, {"specialist": specialist, "message": str(stop), "exit_code": EXIT_PREEMPTED})
+        barrier()  # no rank exits before the marker exists: srun --kill-on-bad-exit ends the step at the first exit
         return EXIT_PREEMPTED
-    except DataError as err:
+    except (DataError, CheckpointError, RunLocked) as err:
         log.error("%s", err)
         return 2
+    except Diverged as err:
+        log.error("%s", err)
+        return 1
     return 0
 
 

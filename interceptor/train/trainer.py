@@ -8,6 +8,7 @@ runs it in its own run directory:
     run_dir/metrics.jsonl      one line per evaluation (clip and video level)
     run_dir/tensorboard/       TensorBoard events
     run_dir/checkpoints/       DeepSpeed checkpoints (latest, best, last k), resumable
+    run_dir/lock.json          the run holding the directory (interceptor/train/runlock.py)
     run_dir/best/              the best model on validation, exported as safetensors + JSON
     run_dir/done.json          written when the run completed
 """
@@ -31,14 +32,15 @@ from interceptor.config import save_resolved, to_dict
 from interceptor.models import build_model
 from interceptor.models.export import export_model, load_model
 from interceptor.schema import Config
-from interceptor.train.checkpoint import CheckpointManager, step_tag
+from interceptor.train.checkpoint import CheckpointError, CheckpointManager, step_tag
 from interceptor.train.curriculum import StageRun, check_margins, run_steps
 from interceptor.train.data import InputSpec, TrainStream, loader, model_inputs, resolve_shard_sets
-from interceptor.train.distributed import DistInfo, all_gather_objects, any_rank, barrier, broadcast_object
+from interceptor.train.distributed import STOP_SIGNALS, DistInfo, all_gather_objects, any_rank, barrier, from_main
 from interceptor.train.evaluate import predict_clips
 from interceptor.train.engine import PRECISION_DTYPES, build_engine, loss_scale, resolve_precision
 from interceptor.train.losses import build_loss, distillation_loss
 from interceptor.train.monitor import RunMonitor
+from interceptor.train.runlock import RunLock, RunLocked
 from interceptor.utils import atomic_write_json, git_commit
 
 log = logging.getLogger(__name__)
@@ -50,10 +52,14 @@ class Preempted(Exception):
     """Raised after the checkpoint taken on SIGTERM/SIGINT/SIGUSR1 was written on every rank."""
 
 
+class Diverged(RuntimeError):
+    """More consecutive non-finite losses than ``train.max_nonfinite_steps``: the run stops."""
+
+
 class PreemptionFlag:
     """Remembers that a termination signal arrived; the loop checkpoints at the next step boundary."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+    SIGNALS = STOP_SIGNALS
 
     def __init__(self):
         self.received: int | None = None
@@ -156,18 +162,28 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ state
 
     def _client_state(self) -> dict:
-        states = all_gather_objects(rng_state())
+        """The loop's state; per-rank parts (data position, RNG) of every rank, since DeepSpeed saves the client
+        state of data-parallel rank 0 only."""
+        ranks = all_gather_objects({"position": dict(self.position), "rng": rng_state()})
         return {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "batches_in_epoch": self.batches_in_epoch,
-                "position": dict(self.position), "best_metric": self.best_metric, "best_step": self.best_step,
-                "rng": states, "counters": dict(self.counters)}
+                "positions": [r["position"] for r in ranks], "best_metric": self.best_metric,
+                "best_step": self.best_step, "rng": [r["rng"] for r in ranks], "counters": dict(self.counters),
+                "pending_evaluation": self.pending_evaluation}
 
     def _restore(self, state: dict) -> None:
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
         self.batches_in_epoch = state["batches_in_epoch"]
-        self.position = {int(k): v for k, v in state["position"].items()}
         self.best_metric, self.best_step = state["best_metric"], state["best_step"]
         self.counters.update(state["counters"])
-        set_rng_state(state["rng"][self.dist.rank])
+        self.pending_evaluation = state["pending_evaluation"]
+        saved_world = len(state["positions"])
+        if saved_world != self.dist.world:
+            log.warning("%s: the checkpoint was written by %d ranks, resuming on %d: ranks without a saved data "
+                        "position or RNG state start their stream afresh (not an exact resume)", self.run.name,
+                        saved_world, self.dist.world)
+        if self.dist.rank < saved_world:
+            self.position = {int(k): v for k, v in state["positions"][self.dist.rank].items()}
+            set_rng_state(state["rng"][self.dist.rank])
 
     def _sync_batchnorm(self) -> None:
         """Average BatchNorm running statistics over the ranks.
@@ -184,9 +200,8 @@ class Trainer:
 
     def _save(self, best: bool = False) -> None:
         self._sync_batchnorm()
-        step = self.engine.global_steps
-        self.ckpt.save(self.engine, step_tag(step), self._client_state(), best=best)
-        log.info("%s: checkpoint %s saved", self.run.name, step_tag(step))
+        saved = self.ckpt.save(self.engine, step_tag(self.engine.global_steps), self._client_state(), best=best)
+        log.info("%s: checkpoint %s saved", self.run.name, saved.name)
 
     # ------------------------------------------------------------------------------------------ loop
 
@@ -207,14 +222,26 @@ class Trainer:
         self.position: dict[int, int] = {}
         self.best_metric, self.best_step = -math.inf, -1
         self.counters = {"nonfinite_skipped": 0, "corrupt_samples": 0}
+        self.nonfinite_streak = 0
+        self.pending_evaluation = False  # a checkpoint taken during an evaluation: resume runs it first
         self.grad_norm = None
 
-    def fit(self) -> dict:
-        """Train (resuming when a checkpoint exists); returns the best validation result."""
+    def fit(self, preemption: PreemptionFlag) -> dict:
+        """Train (resuming when a checkpoint exists) under the run directory's lock; returns the best validation
+        result. A signal ``preemption`` received (before or during the run) checkpoints and raises
+        :class:`Preempted`."""
+        lock = RunLock(self.run.run_dir)
+        from_main(lock.acquire, RunLocked)
+        try:
+            return self._fit(preemption)
+        finally:
+            if self.dist.is_main:
+                lock.release()
+
+    def _fit(self, preemption: PreemptionFlag) -> dict:
         self._write_run_info()
         self.prepare()
-        tag = self.ckpt.latest_tag() if self.resume else None
-        tag = broadcast_object(tag)
+        tag = from_main(self.ckpt.resume_tag, CheckpointError) if self.resume else None
         if tag:
             self._restore(self.ckpt.load(self.engine, tag))
             log.info("%s: resuming from checkpoint %s (epoch %d, step %d)", self.run.name, tag, self.epoch,
@@ -222,8 +249,7 @@ class Trainer:
         elif self.run.continue_from is not None:
             self._continue(CheckpointManager(self.run.continue_from, self.cfg.train.keep_last, self.dist.is_main))
         try:
-            with PreemptionFlag() as preemption:
-                self._loop(preemption)
+            self._loop(preemption)
         finally:
             self.monitor.close()
         summary = {"best_metric": self.best_metric, "best_step": self.best_step,
@@ -235,7 +261,7 @@ class Trainer:
 
     def _continue(self, previous: CheckpointManager) -> None:
         """Take over the previous chunk's weights, optimizer state and LR schedule (not its data position)."""
-        tag = broadcast_object(previous.latest_tag())
+        tag = from_main(previous.resume_tag, CheckpointError)
         if tag is None:
             log.warning("%s: no checkpoint in %s to continue; starting from the initial weights", self.run.name,
                         previous.directory)
@@ -249,16 +275,21 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.epoch * self.steps_per_epoch + self.step_in_epoch,
                    desc=self.run.name, unit="step",
                    disable=not self.dist.is_main, dynamic_ncols=True, leave=False)
+        if self.pending_evaluation:  # resumed from a checkpoint taken during an evaluation
+            self._evaluate_and_select(preemption)
         while self.epoch < self.run.epochs:
             batches = self._train_loader()
             window = new_window()
             while self.step_in_epoch < self.steps_per_epoch:
+                previous = self.engine.global_steps
                 window = self.train_step(batches, window)
                 bar.update(1)
                 step = self.engine.global_steps
                 last_of_epoch = self.step_in_epoch == self.steps_per_epoch
-                if cfg.train.eval_every and step % cfg.train.eval_every == 0 and not last_of_epoch:
-                    self._evaluate_and_select()
+                if step == previous:
+                    pass  # skipped (non-finite loss): nothing new to evaluate or save
+                elif cfg.train.eval_every and step % cfg.train.eval_every == 0 and not last_of_epoch:
+                    self._evaluate_and_select(preemption)
                 elif cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0 and not last_of_epoch:
                     self._save()
                 if any_rank(preemption.received is not None, self.dist.device):
@@ -267,7 +298,7 @@ class Trainer:
             self.epoch += 1
             self.step_in_epoch = self.batches_in_epoch = 0
             self.position = {}
-            self._evaluate_and_select()
+            self._evaluate_and_select(preemption)
         bar.close()
 
     def train_step(self, batches: Iterator[dict], window: dict) -> dict:
@@ -303,8 +334,15 @@ class Trainer:
         loss_value = loss.item()
         if any_rank(not math.isfinite(loss_value), self.dist.device):
             self.counters["nonfinite_skipped"] += 1  # no backward, no step: the weights stay clean
+            self.nonfinite_streak += 1
             log.warning("%s: non-finite loss at step %d skipped on all ranks", self.run.name, self.engine.global_steps)
+            if self.nonfinite_streak > self.cfg.train.max_nonfinite_steps:
+                raise Diverged(f"{self.run.name}: {self.nonfinite_streak} consecutive non-finite losses at step "
+                               f"{self.engine.global_steps}, more than train.max_nonfinite_steps = "
+                               f"{self.cfg.train.max_nonfinite_steps}: the run diverged (lower train.lr or "
+                               "train.lr_scale, or check the data)")
             return
+        self.nonfinite_streak = 0
         self.engine.backward(loss)
         boundary = self.engine.is_gradient_accumulation_boundary()
         if boundary and (self.engine.global_steps + 1) % self.cfg.train.log_every == 0:
@@ -340,11 +378,21 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ evaluation
 
-    def _evaluate_and_select(self) -> None:
+    def _evaluate_and_select(self, preemption: PreemptionFlag) -> None:
+        """Validate, export the best model and checkpoint. A signal stops the evaluation early: the checkpoint
+        then records it as pending (a resumed run evaluates first) and :class:`Preempted` is raised."""
         self._sync_batchnorm()
         step = self.engine.global_steps
+        log.info("%s: evaluating at step %d", self.run.name, step)
+        self.pending_evaluation = True
         predictions = predict_clips(self.engine.module, self.val_sets, self.cfg.data, self.spec, self.dist, self.dtype,
-                                    self.cfg.train.channels_last, self.cfg.train.sample_images)
+                                    self.cfg.train.channels_last, self.cfg.train.sample_images,
+                                    stop=lambda: preemption.received is not None)
+        if predictions is None:
+            self._save()
+            raise Preempted(f"{self.run.name}: stopped by signal during the evaluation at step {step}; checkpoint "
+                            "saved (the resumed run evaluates first)")
+        self.pending_evaluation = False
         metrics = predictions.metrics(self.cfg.train.threshold, self.cfg.train.confident_min_clips,
                                       self.cfg.eval.face_aggregation)
         last = self.cfg.train.selection_metric == "last"  # keep the latest model, record its video AUC
