@@ -228,3 +228,26 @@ def test_missing_shards_name_the_path(tmp_path):
                             cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert "no shard set matches 'ffpp/train'" in result.stderr and str(tmp_path / "nowhere") in result.stderr
+
+
+def test_eval_reports_the_specialization_matrix_and_the_recorded_cross_dataset_matrix(cm_run, shards_root, corpus,
+                                                                                        tmp_path):
+    from interceptor.config import load_config
+    from interceptor.evaluation import run_eval
+    from interceptor.export import collect_models
+
+    cfg = load_config(REPO / "configs" / "demo.yaml", [f"curriculum={cm_run.parent.parent / 'curriculum.yaml'}",
+                                                        f"eval.families={corpus / 'synth_manifest.json'}"])
+    collect_models(cfg, cm_run.parent, tmp_path / "models", ["cm"])
+    metrics = run_eval(tmp_path / "models", shards_root, tmp_path / "report", cfg, splits=["ffpp/test"])
+    matrix = metrics["specialization"]
+    assert matrix["columns"][-1] == "all fakes" and "CM" in matrix["columns"]
+    assert list(matrix["rows"]) == ["cm", "agent"]
+    # Every FF++ fake carries CM: the CM cell is the all-fakes cell, and the split's AUC.
+    assert matrix["rows"]["cm"]["CM"] == matrix["rows"]["cm"]["all fakes"]
+    assert matrix["rows"]["cm"]["CM"]["auc"] == pytest.approx(metrics["splits"]["ffpp/test"]["cm"]["all"]["auc"])
+    recorded = json.loads((cm_run / "cross_dataset.json").read_text())["rows"]
+    assert metrics["cross_dataset"]["cm"]["stage 1"]["ffpp/test"] == recorded["stage 1"]["ffpp/test"]["video_mean_auc"]
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "## Specialization matrix" in report and "(specialization.png)" in report
+    assert (tmp_path / "report" / "specialization.png").read_bytes()[:4] == b"\x89PNG"
