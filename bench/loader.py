@@ -49,10 +49,12 @@ from train_step import (  # noqa: E402
 
 
 def loader_seconds(shard_sets: list[ShardSet], cfg: Config, spec: InputSpec, preserve_pixels: bool,
-                   batches: int) -> tuple[float, float]:
-    """Seconds to the first batch of a new training loader (epoch 0), then seconds for the next ``batches``."""
+                   batches: int, specialist: str) -> tuple[float, float]:
+    """Seconds to the first batch of a new training loader (epoch 0), then seconds for the next ``batches``
+    (with the specialist's pseudo-fakes, ``data.pseudo_fakes``, as in training)."""
     start = time.perf_counter()
-    stream = TrainStream(shard_sets, cfg.data, spec, preserve_pixels, cfg.train.seed, epoch=0, rank=0, world=1)
+    stream = TrainStream(shard_sets, cfg.data, spec, preserve_pixels, cfg.train.seed, epoch=0, rank=0, world=1,
+                         specialist=specialist)
     iterator = iter(loader(stream, cfg.data, seed=cfg.train.seed))
     next(iterator)
     first = time.perf_counter()
@@ -89,7 +91,7 @@ def compare(cfg: Config, specialist: str, shard_sets: list[ShardSet], worker_cou
     try:
         seconds(trainer, 1, dist.device)  # warm-up
         measures = {workers: partial(loader_seconds, shard_sets, replace(cfg, data=replace(cfg.data, workers=workers)),
-                                     spec, preserve, batches) for workers in worker_counts}
+                                     spec, preserve, batches, specialist) for workers in worker_counts}
         results = interleaved({**measures, "decode": partial(decode_seconds, frames),
                                "trainer": partial(seconds, trainer, steps, dist.device)}, rounds)
     finally:
