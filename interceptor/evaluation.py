@@ -106,6 +106,14 @@ def split_metrics(table: VideoScores, threshold: float) -> dict[str, dict]:
     return out
 
 
+def split_protocol(shards_root: Path, pattern: str) -> str | None:
+    """The FF++ protocol the shard sets of ``pattern`` were built with (``standard``, ``standard+FaceShifter``...;
+    their manifests' ``protocol``), None for other datasets."""
+    protocols = {read_json(Path(shards_root) / s.name / "manifest.json", "shard manifest").get("protocol")
+                 for s in resolve_shard_sets(shards_root, [pattern], "eval")}
+    return ", ".join(sorted(p for p in protocols if p)) or None
+
+
 def recorded_cross_dataset(models_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
     """{specialist: {stage: {eval set: video AUC}}}: the cross-dataset matrices training recorded after each stage
     (``train/crossdata.py``), as ``interceptor export`` copied them into the models directory."""
@@ -160,7 +168,11 @@ def run_eval(models_dir: Path, shards_root: Path, out: Path, cfg: Config, splits
         results["splits"][split] = metrics
         videos[split] = table.to_json()
         tables[split] = table
-        sections.append((f"{split} ({len(table.videos)} videos)", _split_section(metrics, roc.name, confusion.name)))
+        protocol = split_protocol(shards_root, split)
+        if protocol:
+            results.setdefault("ffpp_protocol", {})[split] = protocol
+        heading = f"{split} ({len(table.videos)} videos{f'; FF++ protocol: {protocol}' if protocol else ''})"
+        sections.append((heading, _split_section(metrics, roc.name, confusion.name)))
     matrix = specialization_matrix(tables, family_lookup(cfg.eval.families))
     results["specialization"] = matrix
     heatmap = heatmap_plot({s: [cells[c]["auc"] for c in matrix["columns"]] for s, cells in matrix["rows"].items()},
