@@ -6,6 +6,8 @@
 # Array task K < DFDC_CHUNKS builds DFDC chunk K (dfdc_train_part_K, its train/val/test); the next three tasks
 # build the FF++ train, val and test splits, the three after them Celeb-DF's. With DFDC_CHUNKS=50 (the full
 # DFDC), that is tasks 0-55. RAW holds FaceForensics++/, Celeb-DF-v2/ and DFDC/ in their official layouts.
+# Two more tasks build the evaluation-only datasets where they were downloaded: FF++'s DeepFakeDetection
+# (task 56 with 50 chunks) and the DFDC public test set in RAW/DFDC/test (task 57): --array=0-57.
 # Every task is resumable: resubmit the same array after a failure and finished work is skipped.
 #
 # Environment: RAW, SHARDS (required); DFDC_CHUNKS (default 50); CONFIG (default configs/default.yaml,
@@ -36,8 +38,12 @@ elif (( TASK < DFDC_CHUNKS + 3 )); then
     args=(ffpp --root "$RAW/FaceForensics++" --out "$SHARDS/ffpp" --split "${splits[TASK - DFDC_CHUNKS]}")
 elif (( TASK < DFDC_CHUNKS + 6 )); then
     args=(celebdf --root "$RAW/Celeb-DF-v2" --out "$SHARDS/celebdf" --split "${splits[TASK - DFDC_CHUNKS - 3]}")
+elif (( TASK == DFDC_CHUNKS + 6 )); then
+    args=(dfd --root "$RAW/FaceForensics++" --out "$SHARDS/dfd")
+elif (( TASK == DFDC_CHUNKS + 7 )); then
+    args=(dfdc_test --root "$RAW/DFDC/test" --out "$SHARDS/dfdc_test")
 else
-    echo "array task $TASK: nothing to build (use --array=0-$((DFDC_CHUNKS + 5)))" >&2
+    echo "array task $TASK: nothing to build (use --array=0-$((DFDC_CHUNKS + 5)), or 0-$((DFDC_CHUNKS + 7)) with DFD and the DFDC test set)" >&2
     exit 1
 fi
 
