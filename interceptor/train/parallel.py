@@ -27,6 +27,7 @@ from interceptor.utils import atomic_write_json
 log = logging.getLogger("interceptor.parallel")
 
 LAUNCHER = Path(__file__).resolve().parents[2] / "launcher" / "train.py"
+SHUTDOWN_TIMEOUT_S = 150  # after a stop signal, torchrun gives its workers this long to checkpoint (as curriculum.sh)
 
 
 @dataclass
@@ -113,7 +114,8 @@ def _start(spec: str, devices: list[int], gpus: bool, threads: int, launcher_arg
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in devices)
     env["OMP_NUM_THREADS"] = str(threads)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(len(devices)),
-               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(LAUNCHER),
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+               f"--shutdown-timeout={SHUTDOWN_TIMEOUT_S}", str(LAUNCHER),
                "--specialist", spec, *launcher_args, *overrides]
     log_path = run_root / spec / "train.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
