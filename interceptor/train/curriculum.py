@@ -49,10 +49,11 @@ def stage_config(cfg: Config, stage: StageConfig, specialist: str) -> Config:
     """The run config of a stage: its lr (times ``train.lr_scale``), loss and epochs, the student's model keys for
     a distillation stage, then the stage's own overrides (``spec:key=value`` ones for that specialist only)."""
     student = [f"model.{key}={json.dumps(value)}" for key, value in cfg.distill.model.items()] if stage.distill else []
-    own = [o.split(":", 1)[1] for o in stage.overrides if ":" in o.split("=", 1)[0] and o.split(":", 1)[0] == specialist]
+    scoped = [(o.split("=", 1)[0].partition(":"), o) for o in stage.overrides]  # ((spec, ":", key), override)
+    common = [o for (_, colon, _), o in scoped if not colon]
+    own = [o.split(":", 1)[1] for (spec, colon, _), o in scoped if colon and spec == specialist]
     overrides = [f"train.lr={stage.lr * cfg.train.lr_scale}", f"train.loss={stage.loss}",
-                 f"train.epochs={stage.epochs}", *student,
-                 *[o for o in stage.overrides if ":" not in o.split("=", 1)[0]], *own]
+                 f"train.epochs={stage.epochs}", *student, *common, *own]
     return from_dict(Config, apply_overrides(to_dict(cfg), overrides, Config), f"stage {stage.id} ({stage.name})")
 
 
