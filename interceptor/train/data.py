@@ -40,7 +40,7 @@ from interceptor.utils import read_json
 log = logging.getLogger(__name__)
 
 AUDIO_RATE = 16000
-PSEUDO_FAKE = "__pseudo_fake__"  # raw-sample entry: drawn as a pseudo-fake; its value is a partner real sample
+PSEUDO_FAKE = "__pseudo_fake__"  # raw-sample entry: drawn as a pseudo-fake; its value: a partner real's audio
 # Shard formats this pipeline reads: 1 (one face per video, keys without -faceF) and 2 (several faces).
 READABLE_BUILDER_VERSIONS = (1, 2)
 
@@ -402,8 +402,8 @@ def _class_stream(urls: list[str], label: int | None, rng: random.Random, sampli
 def _mixed(streams: list[Iterator[dict]], class_mix: list[float], pseudo_share: float,
            rng: random.Random) -> Iterator[dict]:
     """Endless samples drawn from the real and fake streams by ``class_mix``; a ``pseudo_share`` of the fake
-    draws are real samples marked as pseudo-fakes (``PSEUDO_FAKE`` holds the previous real sample, whose audio
-    an AV pseudo-fake may borrow)."""
+    draws are real samples marked as pseudo-fakes (``PSEUDO_FAKE`` holds the previous real sample's metadata and
+    audio, which an AV pseudo-fake may borrow; not its frames, which the shuffle buffer would hold twice)."""
     previous_real = None
     while True:
         label = rng.choices((LABEL_REAL, LABEL_FAKE), class_mix)[0]
@@ -414,7 +414,7 @@ def _mixed(streams: list[Iterator[dict]], class_mix: list[float], pseudo_share: 
             continue
         sample = next(streams[label])
         if label == LABEL_REAL:
-            previous_real = sample
+            previous_real = {k: sample[k] for k in ("json", "audio.npy") if k in sample}
         yield sample
 
 
