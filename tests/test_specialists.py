@@ -19,7 +19,7 @@ TEST_SPLITS = ["ffpp/test", "celebdf/test", "dfdc/chunk-*/test"]
 def test_ll_learns_its_own_family_from_pseudo_fakes(tmp_path, shards_root, corpus, demo_config):
     curriculum = write_curriculum(tmp_path / "curriculum.yaml", [{
         "id": 1, "name": "all", "train": ["ffpp/train", "celebdf/train", "dfdc/chunk-*/train"],
-        "val": ["ffpp/val", "celebdf/val"], "epochs": 2, "lr": 1e-3, "init": "none"}])
+        "val": ["ffpp/val", "celebdf/val"], "epochs": 3, "lr": 1e-3, "init": "none"}])
     result = torchrun(["--specialist", "ll", "--shards", shards_root, "--run-dir", tmp_path / "runs",
                        f"curriculum={curriculum}", "train.lr_scale=1", "data.batch_size=8", "data.steps_per_epoch=120",
                        "data.workers=1", "data.pseudo_fakes=0.5", "train.checkpoint_every=1000"],
