@@ -36,7 +36,7 @@ from interceptor.utils import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-CORPUS_VERSION = 2
+CORPUS_VERSION = 3
 MANIFEST = "synth_manifest.json"
 DATASET_DIRS = {"ffpp": "FaceForensics++", "celebdf": "Celeb-DF-v2", "dfdc": "DFDC"}
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
@@ -45,6 +45,8 @@ _FFPP_SECOND_FAMILY = {"Deepfakes": "RR", "Face2Face": "TM", "FaceSwap": "BG", "
                        "FaceShifter": "BG"}
 _VISUAL = ("LL", "BG", "CM", "RR", "TM")
 _LOW_LIGHT_SHARE = 0.25  # share of scenes in low light besides those a LL fake needs
+_AV_MIN_SYNC_DROP = 0.4  # an AV fake's mouth-loudness correlation is at least this much below its original's
+_AV_DRAWS = 8  # AV parameter draws before the last one is kept
 
 
 @dataclass
@@ -214,22 +216,17 @@ def render_group(group: GroupPlan, cfg: SynthConfig, root: str) -> list[dict]:
     scene = _scene(group, cfg)
     renderer = SceneRenderer(scene)
     audio = None
-    unrelated = None
     if group.has_audio:
         audio = synthesize(np.random.default_rng((group.seed, 1)), scene.syllables, scene.seconds, cfg.audio_rate,
                            scene.pitch)
     writers = []
     tracks: list[list[list[float]]] = [[] for _ in scene.people]
     try:
-        for video in group.videos:
+        for number, video in enumerate(group.videos):
             track = None
             if audio is not None:
-                av_params = video.families.get("AV")
-                if av_params and av_params["mode"] == "unrelated":
-                    other = np.random.default_rng(av_params["seed"])
-                    unrelated = synthesize(other, plan_syllables(other, scene.seconds), scene.seconds, cfg.audio_rate,
-                                           float(other.uniform(100, 220)))
-                track = apply_audio(video.families, audio, cfg.audio_rate, unrelated)
+                track = _out_of_step_audio(video, number, group.seed, audio, renderer.openings, scene, cfg) \
+                    if "AV" in video.families else audio
             writers.append(Mp4Writer(Path(root) / video.path, scene.width, scene.height, scene.fps, cfg.crf,
                                      audio=track, audio_rate=cfg.audio_rate))
         for index in range(scene.n_frames):
@@ -253,6 +250,36 @@ def render_group(group: GroupPlan, cfg: SynthConfig, root: str) -> list[dict]:
          "height": scene.height, "mouth_in_box": mouth, "faces": tracks}
         for video in group.videos
     ]
+
+
+def _loudness_sync(audio: np.ndarray, openings: np.ndarray, rate: int, fps: int) -> float:
+    """Correlation of the mouth opening with the audio's loudness, frame by frame (1: speech follows the mouth)."""
+    window = rate // fps
+    frames = min(len(openings), len(audio) // window)
+    loudness = np.sqrt(np.mean(audio[:frames * window].reshape(frames, window).astype(np.float64) ** 2, axis=1))
+    return float(np.corrcoef(openings[:frames], loudness)[0, 1])
+
+
+def _out_of_step_audio(video: VideoPlan, number: int, seed: int, audio: np.ndarray, openings: np.ndarray, scene,
+                       cfg: SynthConfig) -> np.ndarray:
+    """An AV fake's audio track. A draw whose speech still follows the mouth (a shift close to the speech
+    rhythm's period, or unrelated speech of the same rhythm: mouth-loudness correlation within
+    ``_AV_MIN_SYNC_DROP`` of the original's) would be a fake without its artifact: the AV parameters are drawn
+    again (from this video's own seed, so no other video changes; at most ``_AV_DRAWS`` draws) and the manifest
+    records the ones used."""
+    in_sync = _loudness_sync(audio, openings, cfg.audio_rate, scene.fps)
+    for attempt in range(_AV_DRAWS):
+        params = video.families["AV"]
+        unrelated = None
+        if params["mode"] == "unrelated":
+            other = np.random.default_rng(params["seed"])
+            unrelated = synthesize(other, plan_syllables(other, scene.seconds), scene.seconds, cfg.audio_rate,
+                                   float(other.uniform(100, 220)))
+        track = apply_audio(video.families, audio, cfg.audio_rate, unrelated)
+        if _loudness_sync(track, openings, cfg.audio_rate, scene.fps) < in_sync - _AV_MIN_SYNC_DROP \
+                or attempt == _AV_DRAWS - 1:
+            return track
+        video.families["AV"] = sample_params("AV", np.random.default_rng((seed, number, attempt)))
 
 
 def _render_task(args: tuple[GroupPlan, SynthConfig, str]) -> list[dict]:
