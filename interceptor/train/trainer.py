@@ -407,10 +407,10 @@ class Trainer:
         record = {"step": step, "epoch": self.epoch, "split": "val", **metrics}
         self.monitor.evaluation(record, predictions.labels, predictions.probs, predictions.samples, step, "val")
         if self.dist.is_main:
-            log.info("%s: step %d val %s=%.4f (best %.4f at step %d)", self.run.name, step,
-                     self.cfg.train.selection_metric, value, self.best_metric, self.best_step)
+            log.info("%s: step %d val %s=%.4f (%s %.4f at step %d)", self.run.name, step, name, value,
+                     "kept" if last else "best", self.best_metric, self.best_step)
         if improved and self.dist.is_main:
             export_model(self.engine.module, self.run.run_dir / "best", specialist=self.run.specialist,
-                         stage=self.run.stage_id, step=step, metric=self.cfg.train.selection_metric, value=value,
+                         stage=self.run.stage_id, step=step, metric=name, value=value,
                          threshold=self.cfg.train.threshold)
         self._save(best=improved)
