@@ -96,24 +96,24 @@ def plan_runs(cfg: Config, specialist: str, run_root: Path, stage_ids: list[int]
     return runs
 
 
-def run_steps(run: StageRun, cfg: Config, shards_root: Path, world: int) -> int:
-    """Optimizer steps of a run: ``data.steps_per_epoch`` (or its samples over the global batch) x epochs; 0 when
-    it has no training samples."""
-    from interceptor.train.data import resolve_shard_sets
-
-    samples = sum(s.samples for s in resolve_shard_sets(shards_root, run.train_sets, f"{run.name}: train"))
+def run_steps(samples: int, epochs: int, cfg: Config, world: int) -> int:
+    """Optimizer steps of a run over ``samples`` training samples: ``data.steps_per_epoch`` (or the samples over
+    the global batch) x epochs; 0 without samples."""
     if samples == 0:
         return 0
     global_batch = cfg.data.batch_size * cfg.train.grad_accum * world
-    return (cfg.data.steps_per_epoch or math.ceil(samples / global_batch)) * run.epochs
+    return (cfg.data.steps_per_epoch or math.ceil(samples / global_batch)) * epochs
 
 
 def share_schedules(runs: list[tuple[StageRun, Config]], shards_root: Path, world: int) -> None:
     """Give the runs of each chunked stage the stage's total steps as their LR schedule's length."""
+    from interceptor.train.data import resolve_shard_sets
+
     chunked = [(run, cfg) for run, cfg in runs if run.run_dir.name.startswith("chunk-")]
     totals: dict[int, int] = {}
     for run, cfg in chunked:
-        totals[run.stage_id] = totals.get(run.stage_id, 0) + run_steps(run, cfg, shards_root, world)
+        samples = sum(s.samples for s in resolve_shard_sets(shards_root, run.train_sets, f"{run.name}: train"))
+        totals[run.stage_id] = totals.get(run.stage_id, 0) + run_steps(samples, run.epochs, cfg, world)
     for run, _ in chunked:
         run.schedule_steps = totals[run.stage_id]
 

@@ -112,8 +112,10 @@ class Trainer:
         self.val_sets = resolve_shard_sets(shards_root, run.val_sets, f"{run.name}: val")
         self.class_counts = tuple(sum(s.class_counts[c] for s in self.train_sets) for c in (0, 1))
         check_margins(cfg, self.train_sets + self.val_sets)
-        self.total_steps = max(1, run_steps(run, cfg, shards_root, dist.world))
+        samples = sum(s.samples for s in self.train_sets)
+        self.total_steps = max(1, run_steps(samples, run.epochs, cfg, dist.world))
         self.steps_per_epoch = self.total_steps // run.epochs
+        self.schedule_steps = max(run.schedule_steps, self.total_steps)  # a chunked stage's, or this run's
         self.ckpt = CheckpointManager(run.run_dir / "checkpoints", cfg.train.keep_last, dist.is_main)
         self.monitor: RunMonitor | None = None
 
@@ -130,8 +132,7 @@ class Trainer:
         # bytes); the inputs are channels_last, and convolutions then run and return channels_last.
         model.to(self.dist.device)
         self.spec = InputSpec.of(model)
-        self.engine, self.optimizer, self.scheduler = build_engine(model, cfg, self.precision,
-                                                                   max(run.schedule_steps, self.total_steps))
+        self.engine, self.optimizer, self.scheduler = build_engine(model, cfg, self.precision, self.schedule_steps)
         if cfg.train.compile:
             self.engine.compile()
         self.teacher = None
@@ -156,7 +157,7 @@ class Trainer:
             "init_from": str(self.run.init_from) if self.run.init_from else None,
             "teacher": str(self.run.teacher) if self.run.teacher else None,
             "continue_from": str(self.run.continue_from) if self.run.continue_from else None,
-            "schedule_steps": max(self.run.schedule_steps, self.total_steps),
+            "schedule_steps": self.schedule_steps,
         })
 
     # ------------------------------------------------------------------------------------------ state
