@@ -8,6 +8,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo
+# Real DFDC videos the demo also predicts on, when the folder is there.
+DFDC_SAMPLE ?= $(or $(INTERCEPTOR_DFDC_SAMPLE),../shared/data/dfdc_sample)
 PYTEST_ARGS ?=
 
 .PHONY: demo test install clean-demo
@@ -21,7 +23,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/interceptor demo --out $(DEMO_DIR)
+	$(BIN)/interceptor demo --out $(DEMO_DIR) $(if $(wildcard $(DFDC_SAMPLE)),--dfdc-sample $(DFDC_SAMPLE))
 
 # pytest exits 5 when it collected no tests: that is a failure, not a pass.
 test: $(STAMP)

@@ -92,7 +92,7 @@ def videos_of(items: list[str]) -> list[tuple[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("videos", nargs="+", help="video files, or dataset roots (searched for *.mp4)")
-    parser.add_argument("--config", help="YAML config (default: configs/demo.yaml)")
+    parser.add_argument("--config", help="a packaged config's name (demo, default) or a YAML path (default: demo)")
     parser.add_argument("--eval", action="store_true", help="sample eval_clips_per_video (val/test) clips")
     parser.add_argument("--rounds", type=int, default=3)
     args, overrides = parser.parse_known_args()

@@ -177,7 +177,7 @@ def bench_config(args: argparse.Namespace, overrides: list[str]) -> Config:
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--specialist", default="all", help="a specialist, a comma list, or all (default)")
-    parser.add_argument("--config", help="YAML config (default: configs/demo.yaml)")
+    parser.add_argument("--config", help="a packaged config's name (demo, default) or a YAML path (default: demo)")
     parser.add_argument("--rounds", type=int, default=5)
 
 

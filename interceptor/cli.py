@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -10,9 +11,11 @@ from interceptor import DATASETS
 from interceptor.config import ConfigError, load_config
 from interceptor.utils import setup_logging
 
+CONFIG_HELP = "a packaged config's name (demo, default) or a YAML path (default: demo)"
+
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None, help="YAML config (default: configs/demo.yaml)")
+    parser.add_argument("--config", default=None, help=CONFIG_HELP)
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.lr=3e-4")
 
 
@@ -32,7 +35,7 @@ def _synth(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from interceptor.demo import run_demo
 
-    run_demo(args.out, load_config(args.config, args.overrides), args.config, args.overrides)
+    run_demo(args.out, load_config(args.config, args.overrides), args.config, args.overrides, args.dfdc_sample)
     return 0
 
 
@@ -99,7 +102,7 @@ def _add_predict_parser(sub) -> None:
     predict.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda when available, else cpu")
     predict.add_argument("--json", action="store_true", help="one JSON object per video and line")
     predict.add_argument("--students", action="store_true", help="use the distilled students where present")
-    predict.add_argument("--config", default=None, help="YAML config (default: configs/demo.yaml)")
+    predict.add_argument("--config", default=None, help=CONFIG_HELP)
     predict.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="a dotted config override, e.g. --set predict.detector.min_face=0.1 (repeatable)")
     predict.set_defaults(func=_predict)
@@ -203,17 +206,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the end-to-end demo on the synthetic corpus")
     demo.add_argument("--out", default="demo", help="output directory (default: demo)")
+    demo.add_argument("--dfdc-sample", type=Path, default=os.environ.get("INTERCEPTOR_DFDC_SAMPLE"),
+                      help="a folder holding dfdc_train_part_0/*.mp4: real DFDC videos to predict on too "
+                           "(default: $INTERCEPTOR_DFDC_SAMPLE; none: the synthetic videos only)")
     _add_config_args(demo)
     demo.set_defaults(func=_demo)
 
     _add_shards_parser(sub)
 
     train = sub.add_parser("train", add_help=False,
-                           help="train specialists (as launcher/train.py; run it under torchrun for data parallel)")
+                           help="train specialists (data parallel: torchrun -m interceptor.train.launch)")
     train.set_defaults(func=None)
 
     export = sub.add_parser("export", help="collect a curriculum's trained specialists into a models directory")
-    export.add_argument("--runs", required=True, type=Path, help="the training run root (RUN of launcher/train.py)")
+    export.add_argument("--runs", required=True, type=Path, help="the training run root (RUN of interceptor train)")
     export.add_argument("--out", required=True, type=Path, help="the models directory to write")
     export.add_argument("--onnx", action="store_true", help="also write each model as <spec>_model/model.onnx "
                         "(needs the onnx and onnxscript packages)")
@@ -234,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["train"]:  # the trainer has its own parser (launcher/train.py)
+    if argv[:1] == ["train"]:  # the trainer has its own parser (interceptor/train/launch.py)
         from interceptor.train.launch import main as train_main
 
         return train_main(argv[1:])

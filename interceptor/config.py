@@ -1,6 +1,10 @@
 """Typed configuration: YAML files load into dataclasses, with dotted CLI overrides on top.
 
-    cfg = load_config("configs/demo.yaml", ["train.lr=3e-4", "data.batch_size=16"])
+    cfg = load_config("demo", ["train.lr=3e-4", "data.batch_size=16"])
+
+The configs the library ships live in ``interceptor/configs/`` (package data): ``demo.yaml`` (the default),
+``default.yaml`` (production), the curricula and ``deepspeed/default.json``. A bare name (``demo``, ``default``)
+names a packaged config; anything else is a path.
 
 Every key is checked against the dataclass schema: an unknown key is an error naming the key and the file, a
 value of the wrong type is an error naming the key, the expected type and the value. The schema (plain
@@ -19,8 +23,9 @@ from typing import Any, Literal, Union
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
+PACKAGE_DIR = Path(__file__).resolve().parent
+CONFIG_DIR = PACKAGE_DIR / "configs"
+DEFAULT_CONFIG = "demo"
 
 
 class ConfigError(ValueError):
@@ -68,12 +73,26 @@ def read_yaml(path: str | os.PathLike) -> dict:
 
 
 def resolve_path(path: str | os.PathLike) -> Path:
-    """A config-relative path: absolute, relative to the working directory, or to the repository root."""
+    """A path from a config: absolute, relative to the working directory, or else to the installed package
+    (``configs/curriculum.yaml`` names the packaged curriculum wherever the package is installed)."""
     path = Path(path)
     if path.is_absolute() or path.exists():
         return path
-    in_repo = REPO_ROOT / path
-    return in_repo if in_repo.exists() else path
+    in_package = PACKAGE_DIR / path
+    return in_package if in_package.exists() else path
+
+
+def config_file(config: str | os.PathLike) -> Path:
+    """The YAML file ``--config`` names: a bare name (``demo``, ``default``) is a packaged config, anything else
+    a path (:func:`resolve_path`)."""
+    if isinstance(config, str) and re.fullmatch(r"[\w-]+", config):
+        packaged = CONFIG_DIR / f"{config}.yaml"
+        if not packaged.is_file():
+            names = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+            raise ConfigError(f"--config {config}: no packaged config of that name (packaged: {names}); "
+                              "give a path to use a YAML file of your own")
+        return packaged
+    return resolve_path(config)
 
 
 # ----------------------------------------------------------------------------------------------- typing
@@ -253,10 +272,11 @@ def merge(base: dict, update: dict) -> dict:
 
 
 def load_config(path: str | os.PathLike | None = None, overrides=(), schema: type | None = None) -> Any:
-    """Load ``path`` (default ``configs/demo.yaml``) into ``schema`` and apply dotted overrides."""
+    """Load ``path`` (a packaged config's name or a YAML path; default: the packaged demo config) into ``schema``
+    and apply dotted overrides."""
     if schema is None:
         from interceptor.schema import Config as schema  # noqa: N813 - the default schema
-    path = resolve_path(path) if path is not None else DEFAULT_CONFIG
+    path = config_file(path if path is not None else DEFAULT_CONFIG)
     raw = read_yaml(path)
     source = str(path)
     from_dict(schema, raw, source)  # file errors name the file, before overrides can mask them

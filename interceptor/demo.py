@@ -2,7 +2,7 @@
 
 1. generate the synthetic corpus;  2. build the shards;  3. train all six specialists through the curriculum
 (the ``--specialist all`` supervisor, ``parallel.devices`` CPU processes);  4. collect the models, evaluate,
-fit the agent and write the report;  5. predict on a held-out synthetic video and on the real DFDC sample;
+fit the agent and write the report;  5. predict on a held-out synthetic video (and on real DFDC videos: --dfdc-sample);
 6. print the specialization matrix: every specialist's and the agent's test AUC per artifact family and on all fakes.
 Every step skips work that is already done, so a rerun continues where it stopped.
 """
@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from interceptor import SPECIALISTS
-from interceptor.config import REPO_ROOT, to_dict
+from interceptor.config import to_dict
 from interceptor.schema import Config
 from interceptor.synth import MANIFEST, generate_corpus
 from interceptor.synth.corpus import DATASET_DIRS
@@ -26,8 +26,6 @@ from interceptor.report import fmt
 from interceptor.utils import atomic_write_json
 
 log = logging.getLogger(__name__)
-
-DFDC_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "dfdc_sample"
 
 
 def _build_shards(corpus: Path, shards: Path, cfg: Config) -> None:
@@ -38,10 +36,10 @@ def _build_shards(corpus: Path, shards: Path, cfg: Config) -> None:
 
 
 def _train(config: str | None, overrides: list[str], shards: Path, runs: Path) -> None:
-    command = [sys.executable, str(REPO_ROOT / "launcher" / "train.py"), "--specialist", "all", "--shards", str(shards),
+    command = [sys.executable, "-m", "interceptor.train.launch", "--specialist", "all", "--shards", str(shards),
                "--run-dir", str(runs), *(["--config", config] if config else []), *overrides]
     log.info("training: %s", " ".join(command))
-    result = subprocess.run(command, cwd=REPO_ROOT)
+    result = subprocess.run(command)
     if result.returncode != 0:
         raise RuntimeError(f"training failed (exit {result.returncode}); see {runs}/<specialist>/train.log, "
                            "and rerun `make demo` to resume")
@@ -98,13 +96,18 @@ def _predict(models: Path, videos: list[Path], truth: dict[str, str], cfg: Confi
     return results
 
 
-def run_demo(out: str | Path, cfg: Config, config: str | None = None, overrides: list[str] | None = None) -> dict:
-    """Run the whole demo under ``out``; returns its summary (also written to ``out/summary.json``)."""
+def run_demo(out: str | Path, cfg: Config, config: str | None = None, overrides: list[str] | None = None,
+             dfdc_sample: Path | None = None) -> dict:
+    """Run the whole demo under ``out``; returns its summary (also written to ``out/summary.json``). ``dfdc_sample``:
+    a folder holding ``dfdc_train_part_0/*.mp4``, real DFDC videos to predict on after the synthetic ones."""
     from interceptor.evaluation import ALL_FAKES, run_eval
     from interceptor.export import collect_models
     from interceptor.report import markdown_table
 
     out = Path(out).resolve()
+    real_videos = sorted((dfdc_sample / "dfdc_train_part_0").glob("*.mp4")) if dfdc_sample else []
+    if dfdc_sample and not real_videos:
+        raise FileNotFoundError(f"--dfdc-sample {dfdc_sample}: no dfdc_train_part_0/*.mp4 videos there")
     timings: dict[str, float] = {}
     start = last = time.time()
 
@@ -125,7 +128,7 @@ def run_demo(out: str | Path, cfg: Config, config: str | None = None, overrides:
     collect_models(cfg, out / "runs", models, list(SPECIALISTS))
     metrics = run_eval(models, shards, out / "report", replace(cfg, eval=replace(cfg.eval, families=str(corpus / MANIFEST))))
     done("evaluation")
-    videos = held_out_videos(corpus) + sorted((DFDC_SAMPLE / "dfdc_train_part_0").glob("*.mp4"))
+    videos = held_out_videos(corpus) + real_videos
     predictions = _predict(models, videos, true_labels(corpus, videos), cfg)
     done("predict")
     matrix = metrics["specialization"]

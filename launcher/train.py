@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""torchrun entry point: ``torchrun --nproc_per_node N launcher/train.py --specialist tm ...``.
+"""torchrun entry point as a script: ``torchrun --nproc_per_node N launcher/train.py --specialist tm ...``.
 
-See ``interceptor/train/launch.py`` (or ``--help``) for the options.
+The same as ``torchrun -m interceptor.train.launch`` (see ``interceptor/train/launch.py`` or ``--help``), for the
+Slurm scripts and a checkout.
 """
 
 import sys

@@ -10,8 +10,8 @@
 # (task 56 with 50 chunks) and the DFDC public test set in RAW/DFDC/test (task 57): --array=0-57.
 # Every task is resumable: resubmit the same array after a failure and finished work is skipped.
 #
-# Environment: RAW, SHARDS (required); DFDC_CHUNKS (default 50); CONFIG (default configs/default.yaml,
-# the production settings); PYTHON (default .venv/bin/python).
+# Environment: RAW, SHARDS (required); DFDC_CHUNKS (default 50); CONFIG (default: default, the packaged
+# production config; or a YAML path); PYTHON (default .venv/bin/python).
 #
 #SBATCH --job-name=interceptor-shards
 #SBATCH --cpus-per-task=16
@@ -24,7 +24,7 @@ set -euo pipefail
 RAW=${RAW:?set RAW to the directory holding FaceForensics++/, Celeb-DF-v2/ and DFDC/}
 SHARDS=${SHARDS:?set SHARDS to the output directory}
 DFDC_CHUNKS=${DFDC_CHUNKS:-50}
-CONFIG=${CONFIG:-configs/default.yaml}
+CONFIG=${CONFIG:-default}
 PYTHON=${PYTHON:-.venv/bin/python}
 TASK=${SLURM_ARRAY_TASK_ID:?submit this script as a job array (sbatch --array=...)}
 WORKERS=${SLURM_CPUS_PER_TASK:-$(nproc)}

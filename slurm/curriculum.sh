@@ -43,7 +43,7 @@ fi
 repo="${REPO:-${SLURM_SUBMIT_DIR:-$(pwd)}}"
 shards="${SHARDS:-$repo/data/shards}"
 run_dir="${RUN_DIR:-$repo/runs}"
-config="${CONFIG:-$repo/configs/default.yaml}"
+config="${CONFIG:-default}"  # the packaged production config, or a YAML path
 python="${PYTHON:-$repo/.venv/bin/python}"
 procs_per_node="${GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-0}}"
 (( procs_per_node > 0 )) || procs_per_node=1

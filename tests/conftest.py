@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # test helper modules
 def demo_config():
     from interceptor.config import load_config
 
-    return load_config(REPO / "configs" / "demo.yaml")
+    return load_config("demo")
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,6 @@ import pytest
 from interceptor.config import ConfigError, load_config, save_resolved, to_dict
 from interceptor.schema import Config
 
-from conftest import REPO
-
 
 def write(tmp_path, text: str):
     path = tmp_path / "cfg.yaml"
@@ -22,19 +20,19 @@ def test_demo_config_loads(demo_config):
 
 
 def test_production_config_is_the_full_model_on_gpus():
-    """configs/default.yaml (the Slurm scripts' config): EfficientNet-B4 from pretrained weights, FP16 on GPU."""
-    cfg = load_config(REPO / "configs" / "default.yaml")
+    """The packaged default config (the Slurm scripts' config): EfficientNet-B4 from pretrained weights, FP16 on GPU."""
+    cfg = load_config("default")
     assert cfg.model.backbone == "efficientnet_b4" and cfg.model.pretrained and cfg.train.precision == "auto"
     assert cfg.model.context_margin == cfg.shards.margin and cfg.model.image_size == cfg.shards.crop_size
 
 
 def test_the_demo_curriculum_is_the_real_one_with_fewer_epochs(demo_config):
     """Same stages, datasets, losses and chunk order; fewer epochs; learning rates that fall from stage to stage
-    as the real ones do, the later stages' kept higher for a backbone trained from scratch (configs/demo_curriculum.yaml)."""
+    as the real ones do, the later stages' kept higher for a backbone trained from scratch (interceptor/configs/demo_curriculum.yaml)."""
     from interceptor.train.curriculum import load_curriculum
 
     demo = load_curriculum(demo_config).stages
-    real = {s.id: s for s in load_curriculum(load_config(REPO / "configs" / "default.yaml")).stages}
+    real = {s.id: s for s in load_curriculum(load_config("default")).stages}
     assert [s.id for s in demo] == [1, 2, 4]
     for stage in demo:
         expected = real[stage.id]
@@ -42,6 +40,29 @@ def test_the_demo_curriculum_is_the_real_one_with_fewer_epochs(demo_config):
             (expected.train, expected.val, expected.loss, expected.chunks)
         assert stage.epochs <= expected.epochs and stage.lr >= expected.lr
     assert demo[0].lr == real[1].lr and [s.lr for s in demo] == sorted((s.lr for s in demo), reverse=True)
+
+
+def test_packaged_configs_and_the_files_they_name_resolve_from_any_directory(tmp_path, monkeypatch):
+    """``demo``/``default`` name the packaged configs, and their curriculum and DeepSpeed JSON are found in the
+    package, not the working directory; a path still names a file of one's own."""
+    from interceptor.config import CONFIG_DIR
+    from interceptor.train.curriculum import load_curriculum
+    from interceptor.train.engine import deepspeed_config
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("demo", "default"):
+        cfg = load_config(name)
+        assert to_dict(cfg) == to_dict(load_config(CONFIG_DIR / f"{name}.yaml"))
+        assert load_curriculum(cfg).stages
+        assert deepspeed_config(cfg, "fp32")["zero_optimization"]["stage"] == cfg.train.zero_stage
+    assert load_config(None).model.backbone == load_config("demo").model.backbone == "test_efficientnet"
+    (tmp_path / "mine.yaml").write_text("train:\n  lr: 0.5\n")
+    assert load_config("mine.yaml").train.lr == 0.5
+
+
+def test_an_unknown_packaged_config_name_lists_the_packaged_ones():
+    with pytest.raises(ConfigError, match=r"--config prod: no packaged config of that name \(packaged: .*default, demo"):
+        load_config("prod")
 
 
 def test_unknown_key_names_key_and_file(tmp_path):
@@ -132,7 +153,7 @@ def test_stage_overrides_can_name_one_specialist(tmp_path):
     curriculum = tmp_path / "curriculum.yaml"
     curriculum.write_text("stages:\n  - {id: 1, name: a, train: [x], val: [y], epochs: 1, lr: 1.0e-4, init: none,\n"
                           "     overrides: [data.batch_size=4, 'av:data.batch_size=2', 'av:train.lr=0.5']}\n")
-    cfg = load_config(REPO / "configs" / "demo.yaml", [f"curriculum={curriculum}"])
+    cfg = load_config("demo", [f"curriculum={curriculum}"])
     (_, av), = plan_runs(cfg, "av", tmp_path / "av")
     (_, ll), = plan_runs(cfg, "ll", tmp_path / "ll")
     assert (av.data.batch_size, av.train.lr) == (2, 0.5)

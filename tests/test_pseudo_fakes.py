@@ -70,7 +70,7 @@ def test_unknown_specialist_names_the_key():
 
 
 def stream_batches(shards_root, overrides, count=6, specialist="ll"):
-    cfg = load_config("configs/demo.yaml", ["data.batch_size=8", "data.shuffle_buffer=16", *overrides])
+    cfg = load_config("demo", ["data.batch_size=8", "data.shuffle_buffer=16", *overrides])
     sets = resolve_shard_sets(shards_root, ["ffpp/train"], "train")
     spec = InputSpec("frame", 64, 1)
     stream = TrainStream(sets, cfg.data, spec, False, 0, 0, 0, 1, specialist=specialist)

@@ -402,8 +402,8 @@ def test_config_values_out_of_range_name_the_key():
         check_config(ShardsConfig(jpeg_quality=80))
     with pytest.raises(ConfigError, match=r"shards\.detector\.every: must be at least 1"):
         check_config(dataclasses.replace(ShardsConfig(), detector=dataclasses.replace(ShardsConfig().detector, every=0)))
-    assert to_dict(load_config(REPO / "configs" / "default.yaml").shards) == to_dict(ShardsConfig()), \
-        "configs/default.yaml spells out the production shard defaults"
+    assert to_dict(load_config("default").shards) == to_dict(ShardsConfig()), \
+        "the packaged default config spells out the production shard defaults"
 
 
 def build_command(corpus: Path, out: Path, *extra: str) -> list[str]:

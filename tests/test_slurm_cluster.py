@@ -34,7 +34,7 @@ def training_args(curriculum: Path) -> list[str]:
 def job_env(shards: Path, run_dir: Path) -> dict:
     """What curriculum.sh reads: one process per node, this interpreter (the rendezvous port is the script's
     default, one per job)."""
-    return {"SHARDS": str(shards), "RUN_DIR": str(run_dir), "CONFIG": str(REPO / "configs" / "demo.yaml"),
+    return {"SHARDS": str(shards), "RUN_DIR": str(run_dir), "CONFIG": "demo",
             "GPUS_PER_NODE": "1", "PYTHON": sys.executable, "REPO": str(REPO),
             "OMP_NUM_THREADS": "1"}  # as torchrun sets it for several processes per node: comparable results
 
@@ -169,7 +169,7 @@ def test_build_shards_array_builds_every_set_of_a_small_corpus(slurm_cluster, tm
     array = slurm_cluster.sbatch("--array=0-6", "--cpus-per-task=1", "--mem=1G", f"--output={tmp_path}/shards-%a.out",
                                  "slurm/build_shards.sh", cwd=REPO,
                                  env={"RAW": str(raw), "SHARDS": str(shards), "DFDC_CHUNKS": "1",
-                                      "CONFIG": "configs/demo.yaml", "PYTHON": sys.executable})
+                                      "CONFIG": "demo", "PYTHON": sys.executable})
     tasks = [f"{array}_{index}" for index in range(7)]
     states = {task: slurm_cluster.wait_for(task, {"COMPLETED", "FAILED", "CANCELLED"}, 300)["JobState"]
               for task in tasks}

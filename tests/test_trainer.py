@@ -236,7 +236,7 @@ def test_eval_reports_the_specialization_matrix_and_the_recorded_cross_dataset_m
     from interceptor.evaluation import run_eval
     from interceptor.export import collect_models
 
-    cfg = load_config(REPO / "configs" / "demo.yaml", [f"curriculum={cm_run.parent.parent / 'curriculum.yaml'}",
+    cfg = load_config("demo", [f"curriculum={cm_run.parent.parent / 'curriculum.yaml'}",
                                                         f"eval.families={corpus / 'synth_manifest.json'}"])
     collect_models(cfg, cm_run.parent, tmp_path / "models", ["cm"])
     metrics = run_eval(tmp_path / "models", shards_root, tmp_path / "report", cfg, splits=["ffpp/test"])

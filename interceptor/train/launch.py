@@ -1,7 +1,9 @@
-"""``torchrun launcher/train.py``: train specialists through the curriculum, or through chosen stages.
+"""``torchrun -m interceptor.train.launch``: train specialists through the curriculum, or through chosen stages.
 
-    torchrun --nproc_per_node N launcher/train.py --specialist cm [--stage 1] --config configs/demo.yaml \
+    torchrun --nproc_per_node N -m interceptor.train.launch --specialist cm [--stage 1] --config demo \
         --shards SHARDS --run-dir RUN [--resume auto] [KEY=VALUE ...]
+
+``launcher/train.py`` (a script, for the Slurm scripts) and ``interceptor train`` run the same entry point.
 
 One specialist trains data-parallel on all the processes torchrun started. ``--specialist all`` (or a comma
 list) trains several at once: the processes torchrun was given (or ``parallel.devices``) are split between
@@ -57,12 +59,13 @@ def split_overrides(overrides: list[str], specialists: list[str]) -> tuple[list[
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="launcher/train.py", description=__doc__,
+    parser = argparse.ArgumentParser(prog="interceptor train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--specialist", required=True,
                         help=f"one of {', '.join(SPECIALISTS)}, a comma list, or all")
     parser.add_argument("--stage", default=None, help="stage id(s) to run, comma separated (default: all, in order)")
-    parser.add_argument("--config", default=None, help="YAML config (default: configs/demo.yaml)")
+    parser.add_argument("--config", default=None, help="a packaged config's name (demo, default) or a YAML path "
+                                                       "(default: demo)")
     parser.add_argument("--shards", required=True, type=Path, help="root holding ffpp/, celebdf/, dfdc/ shard sets")
     parser.add_argument("--run-dir", required=True, type=Path, help="run root; runs go to RUN/<specialist>/...")
     parser.add_argument("--resume", choices=("auto", "never"), default="auto",
@@ -219,3 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -26,7 +26,7 @@ from interceptor.utils import atomic_write_json
 
 log = logging.getLogger("interceptor.parallel")
 
-LAUNCHER = Path(__file__).resolve().parents[2] / "launcher" / "train.py"
+ENTRY_MODULE = "interceptor.train.launch"  # each job runs it with torchrun -m: no script path outside the package
 SHUTDOWN_TIMEOUT_S = 150  # after a stop signal, torchrun gives its workers this long to checkpoint (as curriculum.sh)
 
 
@@ -115,7 +115,7 @@ def _start(spec: str, devices: list[int], gpus: bool, threads: int, launcher_arg
     env["OMP_NUM_THREADS"] = str(threads)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(len(devices)),
                "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-               f"--shutdown-timeout={SHUTDOWN_TIMEOUT_S}", str(LAUNCHER),
+               f"--shutdown-timeout={SHUTDOWN_TIMEOUT_S}", "-m", ENTRY_MODULE,
                "--specialist", spec, *launcher_args, *overrides]
     log_path = run_root / spec / "train.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
