@@ -35,7 +35,11 @@ def _synth(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from interceptor.demo import run_demo
 
-    run_demo(args.out, load_config(args.config, args.overrides), args.config, args.overrides, args.dfdc_sample)
+    try:
+        run_demo(args.out, load_config(args.config, args.overrides), args.config, args.overrides, args.dfdc_sample)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -60,9 +60,21 @@ def test_packaged_configs_and_the_files_they_name_resolve_from_any_directory(tmp
     assert load_config("mine.yaml").train.lr == 0.5
 
 
-def test_an_unknown_packaged_config_name_lists_the_packaged_ones():
-    with pytest.raises(ConfigError, match=r"--config prod: no packaged config of that name \(packaged: .*default, demo"):
-        load_config("prod")
+def test_an_unknown_packaged_config_name_lists_the_packaged_ones(tmp_path, capsys):
+    from interceptor.cli import main
+
+    assert main(["synth", "--out", str(tmp_path / "corpus"), "--config", "prod"]) == 2
+    assert "config error: --config prod: no packaged config of that name (packaged: " in capsys.readouterr().err
+    assert not (tmp_path / "corpus").exists()
+
+
+def test_the_demo_checks_its_dfdc_sample_folder_before_any_work(tmp_path, capsys):
+    from interceptor.cli import main
+
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--dfdc-sample", str(tmp_path / "none")]) == 2
+    assert f"error: --dfdc-sample {tmp_path / 'none'}: no dfdc_train_part_0/*.mp4 videos there" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
 
 
 def test_unknown_key_names_key_and_file(tmp_path):
