@@ -9,8 +9,9 @@ upright, detect and track every face, crop the clips, cut their audio) with the 
 (``shards.eval_clips_per_video``). Its clips become model inputs exactly as at evaluation
 (:func:`~interceptor.train.data.clip_item`), every specialist scores all of them in batches on the device, and a
 specialist's score of a face is the mean of its clip probabilities (the evaluator's ``video_mean``). The agent
-votes on each face: ``agent.json`` of the models directory, else the fixed vote (the specialists' declared weights, ``agent.fixed_weights`` overriding them). AV
-gets no score (input missing) for a video without an audio track, so the vote leaves it out and renormalises.
+votes on each face: ``agent.json`` of the models directory, else the fixed vote (the specialists' declared
+weights, ``agent.fixed_weights`` overriding them). AV gets no score (input missing) for a video without an audio
+track, so the vote leaves it out and renormalises.
 The video's P(fake) aggregates its faces' as the evaluation does (``eval.face_aggregation``: the most suspicious
 face by default), and the result lists every face.
 

@@ -173,8 +173,8 @@ def test_an_installed_package_registers_its_specialists_by_entry_point(tmp_path)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: xx-edges\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(f"[interceptor.specialists]\nxx = {PLUGIN}\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-c", "from interceptor.models import SPECIALISTS; print(list(SPECIALISTS))"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    listing = "from interceptor.models import SPECIALISTS; print(list(SPECIALISTS))"
+    result = subprocess.run([sys.executable, "-c", listing], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == str(["ll", "bg", "av", "cm", "rr", "tm", "xx"])
 
@@ -189,8 +189,9 @@ def test_a_seventh_specialist_is_trained_exported_evaluated_and_voted(tmp_path, 
     separate torchrun jobs import it too), export collects it, eval fits the agent on it, predict votes with it."""
     env = {"PYTHONPATH": os.pathsep.join([str(write_plugin(tmp_path / "plugins")), str(REPO),
                                           os.environ.get("PYTHONPATH", "")])}
-    curriculum = write_curriculum(tmp_path / "curriculum.yaml", [
-        {"id": 1, "name": "ffpp", "train": ["ffpp/train"], "val": ["ffpp/val"], "epochs": 1, "lr": 1e-3, "init": "none"}])
+    curriculum = write_curriculum(tmp_path / "curriculum.yaml", [{"id": 1, "name": "ffpp", "train": ["ffpp/train"],
+                                                                  "val": ["ffpp/val"], "epochs": 1, "lr": 1e-3,
+                                                                  "init": "none"}])
     config = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
     config.update(specialist_modules=[PLUGIN], curriculum=str(curriculum))
     config["agent"] = {"fit_sets": ["ffpp/val"]}

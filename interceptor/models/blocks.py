@@ -84,7 +84,8 @@ class SpecialistModule(nn.Module):
         super().__init__()
         built = {name: branch.out_channels for name, branch in branches.items()}
         if built != dict(self.widths):
-            raise ValueError(f"{type(self).__qualname__}: its branches {built} are not its declared widths {self.widths}")
+            raise ValueError(f"{type(self).__qualname__}: its branches {built} are not its declared widths "
+                             f"{self.widths}")
         self.branches = nn.ModuleDict(branches)
         self.out_channels = sum(branch.out_channels for branch in branches.values())
 

@@ -6,7 +6,7 @@ Adding a specialist is one file with one decorated class that declares its facts
     class XXModule(SpecialistModule):
         input_kind = "frame"            # what the model takes: frame, clip or clip+audio
         vote_weight = 1.0               # its weight in the agent's fixed vote (agent.fixed_weights overrides it)
-        relative_cost = 1.0             # training step time relative to a frame specialist's (the costliest start first)
+        relative_cost = 1.0             # step time relative to a frame specialist's (the costliest start first)
         widths = {"edges": 8}           # output channels of each branch, by signal name
         pseudo_fake = None              # maker of pseudo-fakes of its family (train/pseudo_fakes.py), or None
 
@@ -43,7 +43,8 @@ def _check_facts(cls: type) -> None:
     if missing:
         raise TypeError(f"{where} does not declare {', '.join(missing)} (see interceptor/models/registry.py)")
     if cls.input_kind not in typing.get_args(InputKind):
-        raise ValueError(f"{where}: input_kind {cls.input_kind!r} is not one of {', '.join(typing.get_args(InputKind))}")
+        raise ValueError(f"{where}: input_kind {cls.input_kind!r} is not one of "
+                         f"{', '.join(typing.get_args(InputKind))}")
     for fact in ("vote_weight", "relative_cost"):
         value = getattr(cls, fact)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
