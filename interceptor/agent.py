@@ -1,6 +1,7 @@
 """The agent: a weighted vote of the specialists' per-video fake probabilities.
 
-Weights are fixed by config (the seed design used CM = 2.0, the others 1.0), proportional to each
+Weights are fixed (each specialist's declared ``vote_weight``: CM 2.0, the others 1.0; ``agent.fixed_weights``
+overrides them), proportional to each
 specialist's validation AUC, or fitted by logistic-regression stacking on validation. A specialist whose
 input is missing for a video (AV without an audio track) is left out of that video's vote and the weights of
 the others are renormalised: a missing input never counts as "real".
@@ -88,7 +89,10 @@ def fit_agent(table: Mapping[str, np.ndarray], labels: np.ndarray, method: str,
         present = ~np.isnan(table[s])
         aucs[s] = roc_auc(labels[present], table[s][present]) if present.any() else math.nan
     if method == "fixed":
-        weights = {s: float((fixed_weights or {}).get(s, 1.0)) for s in specialists}
+        missing = [s for s in specialists if s not in (fixed_weights or {})]
+        if missing:
+            raise ValueError(f"agent.method=fixed: no fixed weight for {', '.join(missing)}")
+        weights = {s: float(fixed_weights[s]) for s in specialists}
         agent = Agent("fixed", weights, threshold=threshold)
     elif method == "auc":
         weights = {s: (0.0 if math.isnan(a) else float(a)) for s, a in aucs.items()}

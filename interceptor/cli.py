@@ -44,13 +44,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from interceptor import SPECIALISTS
     from interceptor.export import collect_models
     from interceptor.models import export_onnx, load_model
     from interceptor.models.export import ExportError
+    from interceptor.models.registry import specialist_names
 
     cfg = load_config(args.config, args.overrides)
-    collected = collect_models(cfg, args.runs, args.out, list(SPECIALISTS))
+    collected = collect_models(cfg, args.runs, args.out, specialist_names())
     for spec, info in collected.items():
         if args.onnx:
             try:

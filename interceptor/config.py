@@ -273,15 +273,33 @@ def merge(base: dict, update: dict) -> dict:
 
 def load_config(path: str | os.PathLike | None = None, overrides=(), schema: type | None = None) -> Any:
     """Load ``path`` (a packaged config's name or a YAML path; default: the packaged demo config) into ``schema``
-    and apply dotted overrides."""
-    if schema is None:
-        from interceptor.schema import Config as schema  # noqa: N813 - the default schema
+    and apply dotted overrides.
+
+    A :class:`~interceptor.schema.Config` also imports its ``specialist_modules`` and checks the specialist
+    names it holds against the registry (:func:`check_specialists`)."""
+    from interceptor.schema import Config
+
+    schema = schema or Config
     path = config_file(path if path is not None else DEFAULT_CONFIG)
     raw = read_yaml(path)
     source = str(path)
     from_dict(schema, raw, source)  # file errors name the file, before overrides can mask them
     raw = apply_overrides(raw, list(overrides), schema)
-    return from_dict(schema, raw, f"{source} (with overrides)" if overrides else source)
+    source = f"{source} (with overrides)" if overrides else source
+    cfg = from_dict(schema, raw, source)
+    if isinstance(cfg, Config):
+        check_specialists(cfg, source)
+    return cfg
+
+
+def check_specialists(cfg: Any, source: str) -> None:
+    """Import the config's ``specialist_modules`` (registering their specialists), then check that every
+    specialist the config names is registered."""
+    from interceptor.models.registry import check_specialist_names, import_specialist_modules
+
+    import_specialist_modules(cfg.specialist_modules, source)
+    check_specialist_names(cfg.agent.fixed_weights, "agent.fixed_weights", source)
+    check_specialist_names(cfg.data.augment.preserve_pixels, "data.augment.preserve_pixels", source)
 
 
 def dump_yaml(cfg: Any) -> str:

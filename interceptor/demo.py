@@ -1,6 +1,6 @@
 """The end-to-end demo on the synthetic corpus (``make demo`` / ``interceptor demo``).
 
-1. generate the synthetic corpus;  2. build the shards;  3. train all six specialists through the curriculum
+1. generate the synthetic corpus;  2. build the shards;  3. train every specialist through the curriculum
 (the ``--specialist all`` supervisor, ``parallel.devices`` CPU processes);  4. collect the models, evaluate,
 fit the agent and write the report;  5. predict on a held-out synthetic video (and on real DFDC videos: --dfdc-sample);
 6. print the specialization matrix: every specialist's and the agent's test AUC per artifact family and on all fakes.
@@ -17,8 +17,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from interceptor import SPECIALISTS
 from interceptor.config import to_dict
+from interceptor.models.registry import SPECIALISTS
 from interceptor.schema import Config
 from interceptor.synth import MANIFEST, generate_corpus
 from interceptor.synth.corpus import DATASET_DIRS

@@ -24,11 +24,11 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
-from interceptor import SPECIALISTS
 from interceptor.agent import Agent, fit_agent
 from interceptor.export import model_dirs
 from interceptor.metrics import aggregate_videos, binary_metrics, roc_auc
 from interceptor.models.export import load_model
+from interceptor.models.registry import SPECIALISTS, fixed_vote_weights
 from interceptor.report import confusion_plot, fmt, heatmap_plot, markdown_table, roc_plot, write_markdown
 from interceptor.schema import Config
 from interceptor.train.crossdata import CROSS_DATASET
@@ -143,7 +143,8 @@ def run_eval(models_dir: Path, shards_root: Path, out: Path, cfg: Config, splits
         raise FileNotFoundError(f"no validation shard sets match agent.fit_sets {cfg.agent.fit_sets} under {shards_root}")
     fit_labels = np.concatenate([t.labels for t in fit_tables])
     fit_scores = {s: np.concatenate([t.scores[s] for t in fit_tables]) for s in models}
-    agent = fit_agent(fit_scores, fit_labels, cfg.agent.method, cfg.agent.fixed_weights, cfg.agent.threshold)
+    agent = fit_agent(fit_scores, fit_labels, cfg.agent.method, fixed_vote_weights(cfg.agent.fixed_weights),
+                      cfg.agent.threshold)
     agent.save(models_dir / "agent.json")
     log.info("agent (%s): weights %s, validation AUC %.3f, log loss %.3f", agent.method,
              {s: round(w, 3) for s, w in agent.weights.items()}, agent.validation["auc"], agent.validation["log_loss"])

@@ -74,8 +74,8 @@ def collect_models(cfg: Config, run_root: Path, out: Path, specialists: list[str
 
 
 def model_dirs(models: Path, students: bool = False) -> dict[str, Path]:
-    """The specialists' model directories found in ``models``, in canonical order."""
-    from interceptor import SPECIALISTS
+    """The registered specialists' model directories found in ``models``, in registry order."""
+    from interceptor.models.registry import SPECIALISTS
 
     suffix = STUDENT_SUFFIX if students else MODEL_SUFFIX
     return {s: models / f"{s}{suffix}" for s in SPECIALISTS if (models / f"{s}{suffix}" / "model.safetensors").is_file()}

@@ -9,8 +9,9 @@ upright, detect and track every face, crop the clips, cut their audio) with the 
 (``shards.eval_clips_per_video``). Its clips become model inputs exactly as at evaluation
 (:func:`~interceptor.train.data.clip_item`), every specialist scores all of them in batches on the device, and a
 specialist's score of a face is the mean of its clip probabilities (the evaluator's ``video_mean``). The agent
-votes on each face: ``agent.json`` of the models directory, else the fixed weights of ``agent.fixed_weights``. AV
-gets no score (input missing) for a video without an audio track, so the vote leaves it out and renormalises.
+votes on each face: ``agent.json`` of the models directory, else the fixed vote (the specialists' declared
+weights, ``agent.fixed_weights`` overriding them). AV gets no score (input missing) for a video without an audio
+track, so the vote leaves it out and renormalises.
 The video's P(fake) aggregates its faces' as the evaluation does (``eval.face_aggregation``: the most suspicious
 face by default), and the result lists every face.
 
@@ -37,6 +38,7 @@ from interceptor.agent import Agent
 from interceptor.metrics import aggregate_faces
 from interceptor.export import STUDENT_SUFFIX, model_dirs
 from interceptor.models import SPECIALISTS, Detector, load_model
+from interceptor.models.registry import fixed_vote_weights
 from interceptor.models.export import DESCRIPTION
 from interceptor.schema import AgentConfig, Config, ShardsConfig
 from interceptor.shards import VideoClips, VideoError, extract_clips
@@ -103,10 +105,11 @@ def load_specialists(models_dir: str | Path, device: torch.device, students: boo
 
 
 def load_agent(models_dir: str | Path, cfg: AgentConfig) -> Agent:
-    """The fitted ``agent.json`` of ``models_dir``, else a vote with ``agent.fixed_weights``."""
+    """The fitted ``agent.json`` of ``models_dir``, else the fixed vote: the specialists' declared vote weights,
+    ``agent.fixed_weights`` overriding them."""
     path = Path(models_dir) / AGENT_FILE
     if not path.is_file():
-        return Agent("fixed", dict(cfg.fixed_weights), threshold=cfg.threshold)
+        return Agent("fixed", fixed_vote_weights(cfg.fixed_weights), threshold=cfg.threshold)
     try:
         return Agent.load(path)
     except (ValueError, TypeError) as err:  # malformed JSON, unknown or missing fields

@@ -231,8 +231,9 @@ class AgentConfig:
     """The weighted-vote ensemble of the specialists (``interceptor eval`` fits it, ``predict`` applies it)."""
 
     method: Literal["stacking", "auc", "fixed"] = "stacking"  # how the vote weights are chosen on validation
-    fixed_weights: dict[str, float] = field(default_factory=lambda: {"ll": 1.0, "bg": 1.0, "av": 1.0, "cm": 2.0,
-                                                                     "rr": 1.0, "tm": 1.0})
+    # method=fixed (and predict without a fitted agent.json): per specialist, a weight that replaces the one it
+    # declares (its vote_weight: CM 2.0, the others 1.0)
+    fixed_weights: dict[str, float] = field(default_factory=dict)
     fit_sets: list[str] = field(default_factory=lambda: ["ffpp/val", "celebdf/val", "dfdc/chunk-*/val"])
     threshold: float = 0.5  # P(fake) at or above which a video is called fake
 
@@ -280,3 +281,6 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     curriculum: str = "configs/curriculum.yaml"  # file holding the stages
+    # Importable modules (on PYTHONPATH or installed) that define specialists of your own, imported when the
+    # config loads, in every process (launcher, export, eval, predict): see interceptor/models/registry.py
+    specialist_modules: list[str] = field(default_factory=list)

@@ -47,7 +47,7 @@ def synthetic_validation(n=400, seed=0):
 @pytest.mark.parametrize("method", ["fixed", "auc", "stacking"])
 def test_fitted_agents_report_calibration(method):
     table, labels = synthetic_validation()
-    agent = fit_agent(table, labels, method, fixed_weights={"cm": 2.0})
+    agent = fit_agent(table, labels, method, fixed_weights={"cm": 2.0, "rr": 1.0, "bg": 1.0, "av": 1.0})
     assert agent.validation["videos"] == len(labels)
     assert 0 < agent.validation["log_loss"] < math.log(2)
     assert agent.validation["auc"] > 0.85
@@ -60,8 +60,10 @@ def test_weights_follow_validation_quality():
     assert auc.weights["cm"] == pytest.approx(roc_auc(labels, table["cm"]))
     stacked = fit_agent(table, labels, "stacking")
     assert stacked.weights["cm"] > stacked.weights["rr"] > stacked.weights["bg"]
-    assert stacked.validation["log_loss"] <= fit_agent(table, labels, "fixed").validation["log_loss"] + 1e-6
-    assert fit_agent(table, labels, "fixed", {"cm": 2.0}).weights == {"cm": 2.0, "rr": 1.0, "bg": 1.0, "av": 1.0}
+    equal = {s: 1.0 for s in table}
+    assert stacked.validation["log_loss"] <= fit_agent(table, labels, "fixed", equal).validation["log_loss"] + 1e-6
+    assert fit_agent(table, labels, "fixed", {**equal, "cm": 2.0}).weights == {"cm": 2.0, "rr": 1.0, "bg": 1.0,
+                                                                               "av": 1.0}
 
 
 def test_agent_round_trips_through_json(tmp_path):
@@ -70,3 +72,9 @@ def test_agent_round_trips_through_json(tmp_path):
     agent.save(tmp_path / "agent.json")
     again = Agent.load(tmp_path / "agent.json")
     assert np.allclose(again.vote_many(table), agent.vote_many(table))
+
+
+def test_a_fixed_vote_needs_a_weight_for_every_specialist():
+    table, labels = synthetic_validation()
+    with pytest.raises(ValueError, match="no fixed weight for rr, bg, av"):
+        fit_agent(table, labels, "fixed", fixed_weights={"cm": 2.0})

@@ -8,7 +8,7 @@ import pytest
 
 from interceptor.config import load_config
 from interceptor.train.data import DataError, InputSpec, TrainStream, resolve_shard_sets
-from interceptor.train.pseudo_fakes import PSEUDO_FAKES, face_mask, pseudo_fake_maker
+from interceptor.train.pseudo_fakes import face_mask, pseudo_fake_maker
 
 MARGIN = 0.333
 SIZE = 96
@@ -48,24 +48,24 @@ def test_visual_families_change_the_face_and_keep_the_surroundings(specialist):
 
 def test_temporal_jitter_moves_the_face_differently_in_every_frame():
     still = np.repeat(textured_clip(1), 4, axis=0)
-    frames, _ = PSEUDO_FAKES["tm"](still, None, np.random.default_rng(1), MARGIN)
+    frames, _ = pseudo_fake_maker("tm")(still, None, np.random.default_rng(1), MARGIN)
     face = face_and_border(frames)[0].astype(float)
     assert np.abs(np.diff(face, axis=0)).mean() > 0.5  # the real clip has no change between frames at all
 
 
 def test_audio_mismatch_needs_audio_and_leaves_the_frames():
     clip = textured_clip()
-    assert PSEUDO_FAKES["av"](clip, None, np.random.default_rng(0), MARGIN) is None
+    assert pseudo_fake_maker("av")(clip, None, np.random.default_rng(0), MARGIN) is None
     audio = (np.sin(np.linspace(0, 60, 10240)) * 8000).astype(np.int16)
     other = (np.cos(np.linspace(0, 13, 5000)) * 8000).astype(np.int16)
     for seed in range(6):
-        frames, mismatched = PSEUDO_FAKES["av"](clip, audio, np.random.default_rng(seed), MARGIN, other)
+        frames, mismatched = pseudo_fake_maker("av")(clip, audio, np.random.default_rng(seed), MARGIN, other)
         assert frames is clip and mismatched.shape == audio.shape and mismatched.dtype == np.int16
         assert np.abs(mismatched.astype(int) - audio).mean() > 1000
 
 
 def test_unknown_specialist_names_the_key():
-    with pytest.raises(KeyError, match="data.pseudo_fakes: no pseudo-fake for specialist 'xx'"):
+    with pytest.raises(KeyError, match="data.pseudo_fakes: unknown specialist 'xx'"):
         pseudo_fake_maker("xx")
 
 

@@ -9,9 +9,12 @@ from torch import Tensor, nn
 from interceptor.models.blocks import GRID, ConvBNAct, ConvBranch, FrameEncoder, SpecialistModule, temporal_stats
 from interceptor.models.filters import LogMelSpectrogram, luma
 from interceptor.models.registry import register_specialist
+from interceptor.train.pseudo_fakes import audio_mismatch
 from interceptor.schema import ModelConfig
 
 LIPS_IN_FACE_BOX = ((0.6, 1.0), (0.2, 0.8))  # rows and columns of the mouth region, as fractions of the face box
+LIP_WIDTH, AUDIO_WIDTH = 16, 32  # channels of the lip and audio encoders
+EMBED, HEADS = 32, 4  # width of the lip and audio embeddings, and their similarity heads
 
 
 def lip_region(clip: Tensor, margin: float) -> Tensor:
@@ -63,23 +66,26 @@ class AudioVisualModule(SpecialistModule):
     """
 
     input_kind = "clip+audio"
+    vote_weight = 1.0
+    relative_cost = 1.0
+    widths = {"lips": 12, "audio": 12, "sync": 12, "consistency": 12}
+    pseudo_fake = audio_mismatch
 
-    def __init__(self, config: ModelConfig, width: int = 12, embed: int = 32, heads: int = 4):
-        lip_width, audio_width = 16, 32
+    def __init__(self, config: ModelConfig):
+        widths = self.widths
         super().__init__({
-            "lips": ConvBranch(3 * lip_width, width, stride=1),
-            "audio": ConvBranch(audio_width, width, stride=1),
-            "sync": ConvBranch(heads + 1, width, stride=1),
-            "consistency": ConvBranch(heads, width, stride=2),
+            "lips": ConvBranch(3 * LIP_WIDTH, widths["lips"], stride=1),
+            "audio": ConvBranch(AUDIO_WIDTH, widths["audio"], stride=1),
+            "sync": ConvBranch(HEADS + 1, widths["sync"], stride=1),
+            "consistency": ConvBranch(HEADS, widths["consistency"], stride=2),
         })
         self.margin = config.context_margin
-        self.heads = heads
-        self.lip_encoder = FrameEncoder(3, lip_width)
-        self.lip_embed = nn.Linear(lip_width, embed)
+        self.lip_encoder = FrameEncoder(3, LIP_WIDTH)
+        self.lip_embed = nn.Linear(LIP_WIDTH, EMBED)
         self.log_mel = LogMelSpectrogram(config.audio_rate)
-        self.audio_encoder = nn.Sequential(nn.BatchNorm2d(1), ConvBNAct(1, 16, 3, 2), ConvBNAct(16, audio_width, 3, 2))
-        self.audio_embed = nn.Linear(audio_width, embed)
-        audio_channels = self.out_channels - width
+        self.audio_encoder = nn.Sequential(nn.BatchNorm2d(1), ConvBNAct(1, 16, 3, 2), ConvBNAct(16, AUDIO_WIDTH, 3, 2))
+        self.audio_embed = nn.Linear(AUDIO_WIDTH, EMBED)
+        audio_channels = self.out_channels - widths["lips"]
         self.no_audio = nn.Parameter(torch.zeros(1, audio_channels, GRID, GRID))
 
     def signals(self, clip: Tensor, audio: Tensor) -> dict[str, Tensor]:
@@ -95,9 +101,9 @@ class AudioVisualModule(SpecialistModule):
         return {
             "lips": temporal_stats(lips),
             "audio": spectrum,
-            "sync": torch.cat([similarity(lip_sequence, audio_per_frame, self.heads),
+            "sync": torch.cat([similarity(lip_sequence, audio_per_frame, HEADS),
                                mouth_loudness_correlation(lip_pixels, log_mel)], dim=1),
-            "consistency": similarity(audio_fine, audio_fine, self.heads),
+            "consistency": similarity(audio_fine, audio_fine, HEADS),
         }
 
     def forward(self, clip: Tensor, audio: Tensor, audio_mask: Tensor) -> Tensor:

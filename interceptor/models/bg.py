@@ -8,6 +8,7 @@ from torch import Tensor
 from interceptor.models.blocks import ConvBranch, SpecialistModule
 from interceptor.models.filters import GaussianBlur, Sobel, full_precision, luma
 from interceptor.models.registry import register_specialist
+from interceptor.train.pseudo_fakes import relighting
 from interceptor.schema import ModelConfig
 
 
@@ -47,12 +48,18 @@ class BackgroundModule(SpecialistModule):
     - colour (3x3): colour temperature as log R/G and log B/G.
     """
 
-    def __init__(self, config: ModelConfig, width: int = 11):
+    input_kind = "frame"
+    vote_weight = 1.0
+    relative_cost = 1.0
+    widths = {"texture": 11, "lighting": 11, "shadow": 11, "colour": 11}
+    pseudo_fake = relighting
+
+    def __init__(self, config: ModelConfig):
         super().__init__({
-            "texture": ConvBranch(5, width, kernel_size=7),
-            "lighting": ConvBranch(5, width, kernel_size=5),
-            "shadow": ConvBranch(3, width, kernel_size=9),
-            "colour": ConvBranch(5, width, kernel_size=3),
+            "texture": ConvBranch(5, self.widths["texture"], kernel_size=7),
+            "lighting": ConvBranch(5, self.widths["lighting"], kernel_size=5),
+            "shadow": ConvBranch(3, self.widths["shadow"], kernel_size=9),
+            "colour": ConvBranch(5, self.widths["colour"], kernel_size=3),
         })
         self.margin = config.context_margin
         self.shading = GaussianBlur(2.0)

@@ -8,7 +8,7 @@ signal. Every branch output is adaptive-pooled to a
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Callable, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -65,16 +65,27 @@ def temporal_stats(x: Tensor) -> Tensor:
 
 
 class SpecialistModule(nn.Module):
-    """Base class of the six specialist modules: fixed signals, one branch per signal, pooled and concatenated.
+    """Base class of the specialist modules: fixed signals, one branch per signal, pooled and concatenated.
 
-    Subclasses set ``input_kind``, build their branches (a mapping from signal name to a module with an
-    ``out_channels`` attribute) and implement :meth:`signals`, which returns the input of every branch by name.
+    A subclass declares its facts as class attributes (checked when it is registered, see
+    :mod:`interceptor.models.registry`), builds its branches (a mapping from signal name to a module with an
+    ``out_channels`` attribute) with the declared ``widths`` and implements :meth:`signals`, which returns the
+    input of every branch by name.
     """
 
-    input_kind: ClassVar[InputKind] = "frame"
+    name: ClassVar[str]  # set by register_specialist
+    input_kind: ClassVar[InputKind]  # what the model takes
+    vote_weight: ClassVar[float]  # weight in the agent's fixed vote
+    relative_cost: ClassVar[float]  # training step time relative to a frame specialist's
+    widths: ClassVar[dict[str, int]]  # output channels of each branch, by signal name
+    pseudo_fake: ClassVar[Callable | None]  # maker of pseudo-fakes of the specialist's family (train/pseudo_fakes.py)
 
     def __init__(self, branches: dict[str, nn.Module]):
         super().__init__()
+        built = {name: branch.out_channels for name, branch in branches.items()}
+        if built != dict(self.widths):
+            raise ValueError(f"{type(self).__qualname__}: its branches {built} are not its declared widths "
+                             f"{self.widths}")
         self.branches = nn.ModuleDict(branches)
         self.out_channels = sum(branch.out_channels for branch in branches.values())
 

@@ -9,6 +9,7 @@ from torch import Tensor
 from interceptor.models.blocks import ConvBranch, SpecialistModule
 from interceptor.models.filters import JPEG_LUMA_TABLE, BlockDCT, full_precision, local_mean, luma, pad_to_multiple
 from interceptor.models.registry import register_specialist
+from interceptor.train.pseudo_fakes import recompression
 from interceptor.schema import ModelConfig
 
 QUANT_SCALES = (1.0, 2.0, 3.0, 4.0, 6.0)  # multiples of the JPEG table tested for a quantisation lattice
@@ -37,12 +38,19 @@ class CompressionModule(SpecialistModule):
       frequencies a quantiser removed gives its quality).
     """
 
-    def __init__(self, config: ModelConfig, width: int = 10):
+    input_kind = "frame"
+    vote_weight = 2.0
+    relative_cost = 1.0
+    widths = {"coefficients": 10, "quantization": 10, "block_boundaries": 10, "level": 10}
+    pseudo_fake = recompression
+
+    def __init__(self, config: ModelConfig):
+        widths = self.widths
         super().__init__({
-            "coefficients": ConvBranch(64, width, hidden=32, stride=1),
-            "quantization": ConvBranch(BANDS * (len(QUANT_SCALES) + 1), width, stride=1),
-            "block_boundaries": ConvBranch(128, width, hidden=32, stride=1),
-            "level": ConvBranch(64, width, kernel_size=1, hidden=32, stride=1),
+            "coefficients": ConvBranch(64, widths["coefficients"], hidden=32, stride=1),
+            "quantization": ConvBranch(BANDS * (len(QUANT_SCALES) + 1), widths["quantization"], stride=1),
+            "block_boundaries": ConvBranch(128, widths["block_boundaries"], hidden=32, stride=1),
+            "level": ConvBranch(64, widths["level"], kernel_size=1, hidden=32, stride=1),
         })
         self.dct = BlockDCT()
         self.register_buffer("table", torch.tensor(JPEG_LUMA_TABLE, dtype=torch.float32).reshape(1, 64, 1, 1),

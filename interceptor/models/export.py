@@ -122,7 +122,9 @@ def read_description(directory: str | Path) -> dict[str, Any]:
     if info["format"] != EXPORT_FORMAT:
         raise ExportError(f"{path}: unsupported export format {info['format']!r} (this version reads {EXPORT_FORMAT})")
     if info["specialist"] not in SPECIALISTS:
-        raise ExportError(f"{path}: unknown specialist {info['specialist']!r} (one of {', '.join(SPECIALISTS)})")
+        raise ExportError(f"{path}: unknown specialist {info['specialist']!r} (registered: {', '.join(SPECIALISTS)}; "
+                          "a specialist of your own is registered by the config's specialist_modules or an "
+                          "interceptor.specialists entry point, never by a model file)")
     try:  # keys of newer or older versions are ignored; the known ones must have the right types
         from_dict(ModelConfig, _known_config(info), str(path), prefix="config")
     except ConfigError as err:

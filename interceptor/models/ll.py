@@ -8,6 +8,7 @@ from torch import Tensor
 from interceptor.models.blocks import ConvBranch, SpecialistModule
 from interceptor.models.filters import GaussianBlur, Sobel, full_precision, local_mean, luma
 from interceptor.models.registry import register_specialist
+from interceptor.train.pseudo_fakes import exposure
 from interceptor.schema import ModelConfig
 
 
@@ -21,12 +22,18 @@ class LowLightModule(SpecialistModule):
     - contrast: local Weber contrast (std / mean) and gradient magnitude over local mean.
     """
 
-    def __init__(self, config: ModelConfig, width: int = 8):
+    input_kind = "frame"
+    vote_weight = 1.0
+    relative_cost = 1.0
+    widths = {"luminance": 8, "dark_noise": 8, "gamma": 8, "contrast": 8}
+    pseudo_fake = exposure
+
+    def __init__(self, config: ModelConfig):
         super().__init__({
-            "luminance": ConvBranch(3, width),
-            "dark_noise": ConvBranch(3, width),
-            "gamma": ConvBranch(3, width),
-            "contrast": ConvBranch(2, width),
+            "luminance": ConvBranch(3, self.widths["luminance"]),
+            "dark_noise": ConvBranch(3, self.widths["dark_noise"]),
+            "gamma": ConvBranch(3, self.widths["gamma"]),
+            "contrast": ConvBranch(2, self.widths["contrast"]),
         })
         self.blur = GaussianBlur(1.0)
         self.sobel = Sobel()

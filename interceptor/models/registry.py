@@ -1,29 +1,70 @@
-"""The specialist registry: a name maps to its :class:`~interceptor.models.blocks.SpecialistModule` class.
+"""The specialist registry: the one list of specialists, and the facts each one declares in its own file.
 
-Adding a specialist is one file with one decorated class::
+Adding a specialist is one file with one decorated class that declares its facts::
 
     @register_specialist("xx")
     class XXModule(SpecialistModule):
+        input_kind = "frame"            # what the model takes: frame, clip or clip+audio
+        vote_weight = 1.0               # its weight in the agent's fixed vote (agent.fixed_weights overrides it)
+        relative_cost = 1.0             # step time relative to a frame specialist's (the costliest start first)
+        widths = {"edges": 8}           # output channels of each branch, by signal name
+        pseudo_fake = None              # maker of pseudo-fakes of its family (train/pseudo_fakes.py), or None
+
         def __init__(self, config: ModelConfig): ...
 
-The class is built with the model's :class:`~interceptor.schema.ModelConfig`. The six built-in specialists
-are imported (and so registered) by ``interceptor.models``.
+The class is built with the model's :class:`~interceptor.schema.ModelConfig`. Everything that lists or
+weighs specialists (the launcher's ``--specialist all``, config validation, export, eval, predict, the agent's
+fixed vote, the order of the parallel queue, the demo) reads this registry.
+
+The six built-in specialists are registered by importing ``interceptor.models``, followed by the modules of the
+``interceptor.specialists`` entry-point group (an installed package's own specialists). A config's
+``specialist_modules`` (importable module names) are imported when the config loads
+(:func:`import_specialist_modules`). Nothing named by a model file or a shard is ever imported: an export of an
+unregistered specialist is an error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import typing
+from collections.abc import Callable, Iterable, Mapping
 
 SPECIALISTS: dict[str, type] = {}
+ENTRY_POINT_GROUP = "interceptor.specialists"
+
+
+def _check_facts(cls: type) -> None:
+    """Every fact a specialist must declare, with a usable value; errors name the class and the fact."""
+    from interceptor.models.blocks import InputKind
+
+    where = f"specialist {cls.__module__}.{cls.__qualname__}"
+    missing = [fact for fact in ("input_kind", "vote_weight", "relative_cost", "widths", "pseudo_fake")
+               if not hasattr(cls, fact)]
+    if missing:
+        raise TypeError(f"{where} does not declare {', '.join(missing)} (see interceptor/models/registry.py)")
+    if cls.input_kind not in typing.get_args(InputKind):
+        raise ValueError(f"{where}: input_kind {cls.input_kind!r} is not one of "
+                         f"{', '.join(typing.get_args(InputKind))}")
+    for fact in ("vote_weight", "relative_cost"):
+        value = getattr(cls, fact)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"{where}: {fact} must be a non-negative number, got {value!r}")
+    widths = cls.widths
+    if not isinstance(widths, Mapping) or not widths or not all(
+            isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths.values()):
+        raise ValueError(f"{where}: widths must map each branch name to a positive channel count, got {widths!r}")
+    if cls.pseudo_fake is not None and not callable(cls.pseudo_fake):
+        raise ValueError(f"{where}: pseudo_fake must be a maker function or None, got {cls.pseudo_fake!r}")
 
 
 def register_specialist(name: str) -> Callable[[type], type]:
-    """Class decorator registering a specialist module under ``name`` (stored lowercase)."""
+    """Class decorator registering a specialist module under ``name`` (stored lowercase), its facts checked."""
     key = name.lower()
 
     def decorator(cls: type) -> type:
         if key in SPECIALISTS and SPECIALISTS[key] is not cls:
             raise ValueError(f"specialist {key!r} is already registered ({SPECIALISTS[key].__qualname__})")
+        _check_facts(cls)
         SPECIALISTS[key] = cls
         cls.name = key
         return cls
@@ -36,4 +77,57 @@ def get_specialist(name: str) -> type:
     try:
         return SPECIALISTS[name.lower()]
     except KeyError:
-        raise KeyError(f"unknown specialist {name!r} (known: {', '.join(SPECIALISTS)})") from None
+        raise KeyError(f"unknown specialist {name!r} (known: {', '.join(SPECIALISTS)}; a specialist of your own "
+                       "is registered by the config's specialist_modules or an interceptor.specialists "
+                       "entry point)") from None
+
+
+def specialist_names() -> list[str]:
+    """The registered specialists, in registration order (the built-in six first)."""
+    return list(SPECIALISTS)
+
+
+def fixed_vote_weights(overrides: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Every specialist's weight in the fixed vote: its declared ``vote_weight`` unless ``overrides`` sets it."""
+    overrides = overrides or {}
+    return {name: float(overrides.get(name, cls.vote_weight)) for name, cls in SPECIALISTS.items()}
+
+
+def costliest_first(names: Iterable[str]) -> list[str]:
+    """``names`` by declared ``relative_cost``, the costliest first; stable among equal costs."""
+    return sorted(names, key=lambda name: -get_specialist(name).relative_cost)
+
+
+def load_entry_points() -> None:
+    """Import the modules of the ``interceptor.specialists`` entry-point group (installed packages' specialists)."""
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            point.load()
+        except Exception as err:  # a broken plugin is named, whatever it raised
+            raise ImportError(f"entry point {point.name} = {point.value} ({ENTRY_POINT_GROUP}): {err}") from err
+
+
+def import_specialist_modules(modules: Iterable[str], source: str) -> None:
+    """Import the modules a config lists in ``specialist_modules`` (registering their specialists); a module
+    that cannot be imported, or a specialist it defines wrongly, is a ConfigError naming ``source``."""
+    import interceptor.models  # noqa: F401  the built-in specialists and the entry points, first
+    from interceptor.config import ConfigError
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except (ImportError, TypeError, ValueError) as err:
+            raise ConfigError(f"{source}: specialist_modules: cannot import {module!r}: {err} (it must be importable: "
+                              "on PYTHONPATH or installed)") from None
+
+
+def check_specialist_names(names: Iterable[str], key: str, source: str) -> None:
+    """Every name in ``names`` is a registered specialist; otherwise a ConfigError naming ``key`` and ``source``."""
+    from interceptor.config import ConfigError
+
+    unknown = [name for name in names if name.lower() not in SPECIALISTS]
+    if unknown:
+        raise ConfigError(f"{source}: {key}: unknown specialist(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(SPECIALISTS)})")

@@ -9,6 +9,7 @@ from torch import Tensor
 from interceptor.models.blocks import ConvBranch, SpecialistModule
 from interceptor.models.filters import FixedConv, Laplacian, LaplacianPyramid, Sobel, full_precision, local_mean, luma
 from interceptor.models.registry import register_specialist
+from interceptor.train.pseudo_fakes import resampling
 from interceptor.schema import ModelConfig
 
 RESCALE_FACTORS = (1.5, 2.0, 3.0)  # the upscaling detector re-interpolates at these factors
@@ -37,12 +38,19 @@ class ResolutionModule(SpecialistModule):
       (interpolated pixels are linear combinations of their neighbours).
     """
 
-    def __init__(self, config: ModelConfig, width: int = 9):
+    input_kind = "frame"
+    vote_weight = 1.0
+    relative_cost = 1.0
+    widths = {"pyramid": 9, "upscaling": 9, "sharpness": 9, "interpolation": 9}
+    pseudo_fake = resampling
+
+    def __init__(self, config: ModelConfig):
+        widths = self.widths
         super().__init__({
-            "pyramid": ConvBranch(5, width, stride=2),
-            "upscaling": ConvBranch(2 * len(RESCALE_FACTORS) - 1, width),
-            "sharpness": ConvBranch(3, width),
-            "interpolation": ConvBranch(2 * len(INTERPOLATION_LAGS), width),
+            "pyramid": ConvBranch(5, widths["pyramid"], stride=2),
+            "upscaling": ConvBranch(2 * len(RESCALE_FACTORS) - 1, widths["upscaling"]),
+            "sharpness": ConvBranch(3, widths["sharpness"]),
+            "interpolation": ConvBranch(2 * len(INTERPOLATION_LAGS), widths["interpolation"]),
         })
         self.pyramid = LaplacianPyramid(levels=3)
         self.sobel = Sobel()

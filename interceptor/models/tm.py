@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from interceptor.models.blocks import ConvBranch, FrameEncoder, SpecialistModule, temporal_stats
 from interceptor.models.filters import GaussianBlur, full_precision, local_mean, luma
 from interceptor.models.registry import register_specialist
+from interceptor.train.pseudo_fakes import temporal_jitter
 from interceptor.schema import ModelConfig
 
 _EPS = 1 / 255
@@ -70,13 +71,18 @@ class TemporalModule(SpecialistModule):
     """
 
     input_kind = "clip"
+    vote_weight = 1.0
+    relative_cost = 2.0
+    widths = {"differences": 13, "motion": 13, "correlation": 13, "flicker": 13}
+    pseudo_fake = temporal_jitter
 
-    def __init__(self, config: ModelConfig, width: int = 13):
+    def __init__(self, config: ModelConfig):
+        widths = self.widths
         super().__init__({
-            "differences": ConvBranch(4, width),
-            "motion": TemporalConvBranch(width),
-            "correlation": FeatureCorrelationBranch(width),
-            "flicker": ConvBranch(4, width),
+            "differences": ConvBranch(4, widths["differences"]),
+            "motion": TemporalConvBranch(widths["motion"]),
+            "correlation": FeatureCorrelationBranch(widths["correlation"]),
+            "flicker": ConvBranch(4, widths["flicker"]),
         })
         self.blur = GaussianBlur(2.0)
 

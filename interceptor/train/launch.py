@@ -5,8 +5,9 @@
 
 ``launcher/train.py`` (a script, for the Slurm scripts) and ``interceptor train`` run the same entry point.
 
-One specialist trains data-parallel on all the processes torchrun started. ``--specialist all`` (or a comma
-list) trains several at once: the processes torchrun was given (or ``parallel.devices``) are split between
+One specialist trains data-parallel on all the processes torchrun started. ``--specialist all`` (every
+registered specialist: the built-in six and the config's ``specialist_modules``) or a comma list trains several
+at once: the processes torchrun was given (or ``parallel.devices``) are split between
 them, each specialist in its own separate torchrun job (see ``interceptor/train/parallel.py``);
 ``SPEC:KEY=VALUE`` overrides apply to one specialist only.
 
@@ -25,8 +26,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from interceptor import SPECIALISTS
 from interceptor.config import ConfigError, load_config
+from interceptor.models.registry import SPECIALISTS
 from interceptor.utils import atomic_write_json, setup_logging
 
 if TYPE_CHECKING:
@@ -44,17 +45,23 @@ def parse_specialists(value: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def override_target(item: str) -> str | None:
+    """The specialist a ``SPEC:KEY=VALUE`` override is for; None for a ``KEY=VALUE`` that applies to all."""
+    head, sep, _ = item.partition(":")
+    return head if sep and "=" not in head else None
+
+
 def split_overrides(overrides: list[str], specialists: list[str]) -> tuple[list[str], dict[str, list[str]]]:
     """``KEY=VALUE`` applies to every specialist, ``SPEC:KEY=VALUE`` to that one alone: (shared, per specialist)."""
     shared, specific = [], {s: [] for s in specialists}
     for item in overrides:
-        head, sep, rest = item.partition(":")
-        if sep and "=" not in head:
-            if head.lower() not in specific:
-                raise ConfigError(f"override '{item}': {head!r} is not one of the specialists being trained")
-            specific[head.lower()].append(rest)
-        else:
+        head = override_target(item)
+        if head is None:
             shared.append(item)
+            continue
+        if head.lower() not in specific:
+            raise ConfigError(f"override '{item}': {head!r} is not one of the specialists being trained")
+        specific[head.lower()].append(item.partition(":")[2])
     return shared, specific
 
 
@@ -62,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="interceptor train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--specialist", required=True,
-                        help=f"one of {', '.join(SPECIALISTS)}, a comma list, or all")
+                        help=f"one of {', '.join(SPECIALISTS)} (and the config's specialist_modules' own), "
+                             "a comma list, or all")
     parser.add_argument("--stage", default=None, help="stage id(s) to run, comma separated (default: all, in order)")
     parser.add_argument("--config", default=None, help="a packaged config's name (demo, default) or a YAML path "
                                                        "(default: demo)")
@@ -215,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = build_parser().parse_args(argv)
     try:
+        # Loading the config imports its specialist_modules, so their specialists are known to --specialist.
+        load_config(args.config, [item for item in args.overrides if override_target(item) is None])
         specialists = parse_specialists(args.specialist)
         if len(specialists) > 1:
             return train_parallel(args, specialists)

@@ -42,13 +42,14 @@ class Job:
 def run_parallel(specialists: list[str], devices: int, group_size: int, launcher_args: list[str],
                  overrides: dict[str, list[str]], run_root: Path) -> int:
     """Train ``specialists`` on ``devices`` devices, ``group_size`` per specialist; returns an exit code."""
+    from interceptor.models.registry import costliest_first
     from interceptor.train.trainer import EXIT_PREEMPTED
 
     if group_size < 1 or group_size > devices:
         raise ConfigError(f"parallel.group_size: must be between 1 and the {devices} available devices, got {group_size}")
     gpus = torch.cuda.is_available()
     free = list(range(devices))
-    queue = sorted(specialists, key=_cost_rank)  # the costliest first, so the slots finish together
+    queue = costliest_first(specialists)  # so the slots finish together
     running: list[Job] = []
     results: dict[str, int] = {}
     concurrent = max(1, min(len(specialists), devices // group_size))
@@ -95,13 +96,6 @@ def run_parallel(specialists: list[str], devices: int, group_size: int, launcher
     if failed:
         return 1
     return EXIT_PREEMPTED if (preempted or not_started) else 0
-
-
-def _cost_rank(specialist: str) -> int:
-    """Clip specialists (TM's module runs on every frame) before frame ones; stable within a kind."""
-    from interceptor.models import get_specialist
-
-    return {"clip": 0, "clip+audio": 1, "frame": 2}[get_specialist(specialist).input_kind]
 
 
 def _start(spec: str, devices: list[int], gpus: bool, threads: int, launcher_args: list[str], overrides: list[str],

@@ -10,6 +10,7 @@ randomised strength.
 A maker takes ``(T, H, W, 3)`` uint8 RGB frames (the frames the model will see, before augmentation), the
 clip's int16 audio or None, an RNG, the crop's context margin and another real clip's audio (or None), and
 returns the altered frames and audio, or None where the clip cannot carry the family (AV without audio).
+Each specialist names its maker in its own file (``pseudo_fake``).
 """
 
 from __future__ import annotations
@@ -140,14 +141,16 @@ def audio_mismatch(frames, audio, rng, margin, other_audio=None):
     return frames, np.roll(audio, int(rng.uniform(0.25, 0.75) * len(audio)))
 
 
-PSEUDO_FAKES: dict[str, Maker] = {"ll": exposure, "bg": relighting, "cm": recompression, "rr": resampling,
-                                  "tm": temporal_jitter, "av": audio_mismatch}
-
-
 def pseudo_fake_maker(specialist: str) -> Maker:
-    """The pseudo-fake maker of ``specialist``'s artifact family; KeyError naming the known ones otherwise."""
+    """The pseudo-fake maker ``specialist`` declares for its artifact family (its ``pseudo_fake``); an unknown
+    specialist, or one that declares none, is an error naming ``data.pseudo_fakes``."""
+    from interceptor.models import get_specialist
+
     try:
-        return PSEUDO_FAKES[specialist.lower()]
-    except KeyError:
-        raise KeyError(f"data.pseudo_fakes: no pseudo-fake for specialist {specialist!r} "
-                       f"(known: {', '.join(PSEUDO_FAKES)})") from None
+        maker = get_specialist(specialist).pseudo_fake
+    except KeyError as err:
+        raise KeyError(f"data.pseudo_fakes: {err.args[0]}") from None
+    if maker is None:
+        raise KeyError(f"data.pseudo_fakes: specialist {specialist!r} declares no pseudo_fake maker; "
+                       "set data.pseudo_fakes=0 for it")
+    return maker
