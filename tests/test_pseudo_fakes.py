@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from interceptor.config import load_config
-from interceptor.train.data import DataError, InputSpec, TrainStream, resolve_shard_sets
+from interceptor.data.shard_sets import DataError, resolve_shard_sets
+from interceptor.data.streams import TrainStream
+from interceptor.inputs import InputKind, InputSpec
 from interceptor.train.pseudo_fakes import PSEUDO_FAKES, face_mask, pseudo_fake_maker
 
 MARGIN = 0.333
@@ -72,8 +74,8 @@ def test_unknown_specialist_names_the_key():
 def stream_batches(shards_root, overrides, count=6, specialist="ll"):
     cfg = load_config("configs/demo.yaml", ["data.batch_size=8", "data.shuffle_buffer=16", *overrides])
     sets = resolve_shard_sets(shards_root, ["ffpp/train"], "train")
-    spec = InputSpec("frame", 64, 1)
-    stream = TrainStream(sets, cfg.data, spec, False, 0, 0, 0, 1, specialist=specialist)
+    spec = InputSpec(InputKind.FRAME, 64, 1)
+    stream = TrainStream(sets, cfg.data, spec, False, 0, 0, 0, 1, pseudo_fake=pseudo_fake_maker(specialist))
     batches = iter(stream)
     return [next(batches) for _ in range(count)]
 

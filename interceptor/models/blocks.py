@@ -8,13 +8,14 @@ signal. Every branch output is adaptive-pooled to a
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-InputKind = Literal["frame", "clip", "clip+audio"]
+from interceptor.inputs import InputKind
+
 GRID = 7  # specialist outputs are pooled to GRID x GRID
 
 
@@ -71,7 +72,7 @@ class SpecialistModule(nn.Module):
     ``out_channels`` attribute) and implement :meth:`signals`, which returns the input of every branch by name.
     """
 
-    input_kind: ClassVar[InputKind] = "frame"
+    input_kind: ClassVar[InputKind] = InputKind.FRAME
 
     def __init__(self, branches: dict[str, nn.Module]):
         super().__init__()

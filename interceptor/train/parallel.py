@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from interceptor.config import ConfigError
-from interceptor.train.distributed import free_port
+from interceptor.distributed import free_port
 from interceptor.utils import atomic_write_json
 
 log = logging.getLogger("interceptor.parallel")
@@ -99,9 +99,10 @@ def run_parallel(specialists: list[str], devices: int, group_size: int, launcher
 
 def _cost_rank(specialist: str) -> int:
     """Clip specialists (TM's module runs on every frame) before frame ones; stable within a kind."""
+    from interceptor.inputs import InputKind
     from interceptor.models import get_specialist
 
-    return {"clip": 0, "clip+audio": 1, "frame": 2}[get_specialist(specialist).input_kind]
+    return [InputKind.CLIP, InputKind.CLIP_AUDIO, InputKind.FRAME].index(get_specialist(specialist).input_kind)
 
 
 def _start(spec: str, devices: list[int], gpus: bool, threads: int, launcher_args: list[str], overrides: list[str],
