@@ -2,9 +2,10 @@
 
 Training streams are infinite and deterministic: each (seed, epoch, rank, worker) has its own RNG, so every
 rank runs the same number of steps whatever the shard sizes (no hang at uneven shards), and a resumed run
-replays exactly the batches of an uninterrupted one. Each batch carries its logical worker id and how many
-raw samples that worker has consumed; the trainer stores those counts in its checkpoints and a resumed
-stream skips that many raw samples per worker, before any decoding.
+replays exactly the batches of an uninterrupted one. Each batch carries its logical worker id, how many
+raw samples that worker has consumed, and how many corrupt samples (and unreadable shards) it skipped since its
+previous batch, so that the trainer's sum over batches counts every worker's. The trainer stores the consumed
+counts in its checkpoints and a resumed stream skips that many raw samples per worker, before any decoding.
 
 Evaluation streams visit every sample of their shard sets exactly once, split between ranks and workers.
 """
@@ -43,6 +44,13 @@ def _raw_samples(urls: list[str], counters: dict) -> Iterator[dict]:
         except Exception as err:  # noqa: BLE001 - a corrupt shard must not stop training
             counters["corrupt_shards"] += 1
             log.warning("skipping unreadable shard %s: %s", url, err)
+
+
+def _take(counters: dict) -> int:
+    """The corrupt samples and shards counted since the last call (the counters restart at zero)."""
+    total = counters["corrupt"] + counters["corrupt_shards"]
+    counters.update(corrupt=0, corrupt_shards=0)
+    return total
 
 
 def _shard_order(urls: list[str], rng: random.Random, sampling: str) -> Iterator[str]:
@@ -170,6 +178,7 @@ class TrainStream(IterableDataset):
         for _ in range(self.skip.get(worker, 0)):
             next(raw)
             consumed += 1
+        _take(counters)  # what the skipped samples met, the batches before the checkpoint counted
         items = []
         for sample in raw:
             consumed += 1
@@ -182,7 +191,7 @@ class TrainStream(IterableDataset):
                 continue
             if len(items) == self.cfg.batch_size:
                 batch = collate(items, self.spec)
-                batch.update(worker=worker, consumed=consumed, corrupt=counters["corrupt"] + counters["corrupt_shards"])
+                batch.update(worker=worker, consumed=consumed, corrupt=_take(counters))
                 yield batch
                 items = []
 
@@ -215,7 +224,7 @@ class EvalStream(IterableDataset):
 
     def _batch(self, items: list[dict], counters: dict) -> dict:
         batch = collate(evaluation_rows(items, self.spec, self.cfg.eval_frames), self.spec)
-        batch["corrupt"] = counters["corrupt"] + counters["corrupt_shards"]
+        batch["corrupt"] = _take(counters)  # skipped since the worker's previous batch
         return batch
 
 

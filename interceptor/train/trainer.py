@@ -318,10 +318,11 @@ class Trainer:
         return window
 
     def record_batch(self, batch: dict) -> None:
-        """Note a training batch: its worker's data position (checkpointed) and the corrupt samples skipped."""
+        """Note a training batch: its worker's data position (checkpointed) and the corrupt samples its worker
+        skipped since its previous batch (summed over every worker, epoch and resume)."""
         self.batches_in_epoch += 1
         self.position[batch["worker"]] = batch["consumed"]
-        self.counters["corrupt_samples"] = max(self.counters["corrupt_samples"], batch["corrupt"])
+        self.counters["corrupt_samples"] += batch["corrupt"]
 
     def _micro_step(self, batches: Iterator[dict], window: dict) -> None:
         start = time.perf_counter()
