@@ -102,7 +102,10 @@ def clip_item(frames: Sequence[np.ndarray], audio: np.ndarray | None, spec: Inpu
     altered = pseudo_fake(pixels, audio, rng) if pseudo_fake is not None else None
     if altered is not None:
         pixels, audio = altered
-    pixels = augment(pixels, rng) if (augment is not None and rng is not None) else resize_frames(pixels, spec.image_size)
+    if augment is not None and rng is not None:
+        pixels = augment(pixels, rng)
+    else:
+        pixels = resize_frames(pixels, spec.image_size)
     item = {"pixels": torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))}
     if pseudo_fake is not None:
         item["pseudo_fake"] = altered is not None

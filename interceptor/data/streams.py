@@ -127,8 +127,9 @@ class TrainStream(IterableDataset):
     def __init__(self, shard_sets: list[ShardSet], cfg: DataConfig, spec: InputSpec, preserve_pixels: bool,
                  seed: int, epoch: int, rank: int, world: int, skip: dict[int, int] | None = None,
                  first_worker: int = 0, pseudo_fake: Callable | None = None):
-        """``pseudo_fake``: the specialist's pseudo-fake maker (:func:`~interceptor.train.pseudo_fakes.pseudo_fake_maker`),
-        drawn for a ``data.pseudo_fakes`` share of the fakes; None draws none."""
+        """``pseudo_fake``: the specialist's pseudo-fake maker
+        (:func:`~interceptor.train.pseudo_fakes.pseudo_fake_maker`), drawn for a ``data.pseudo_fakes`` share of
+        the fakes; None draws none."""
         self.urls = sorted({u for s in shard_sets for u in s.urls})
         self.cfg, self.spec, self.seed, self.epoch, self.rank, self.world = cfg, spec, seed, epoch, rank, world
         self.augment = Augmenter(cfg.augment, preserve_pixels, spec.image_size)
