@@ -40,10 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from interceptor.config import load_config  # noqa: E402
 from interceptor.schema import Config  # noqa: E402
-from interceptor.train.data import (  # noqa: E402
-    InputSpec, ShardSet, TrainStream, frames_to_decode, loader, resolve_shard_sets)
-from interceptor.train.distributed import DistInfo  # noqa: E402
+from interceptor.data.decoding import frames_to_decode  # noqa: E402
+from interceptor.data.shard_sets import ShardSet, resolve_shard_sets  # noqa: E402
+from interceptor.data.streams import TrainStream, loader  # noqa: E402
+from interceptor.distributed import DistInfo  # noqa: E402
+from interceptor.inputs import InputSpec  # noqa: E402
 from interceptor.train.launch import parse_specialists  # noqa: E402
+from interceptor.data.pseudo_fakes import pseudo_fake_maker  # noqa: E402
 from train_step import (  # noqa: E402
     TrainerLoop, add_common_options, describe, input_spec, interleaved, seconds, start, synthetic_batches)
 
@@ -54,7 +57,7 @@ def loader_seconds(shard_sets: list[ShardSet], cfg: Config, spec: InputSpec, pre
     (with the specialist's pseudo-fakes, ``data.pseudo_fakes``, as in training)."""
     start = time.perf_counter()
     stream = TrainStream(shard_sets, cfg.data, spec, preserve_pixels, cfg.train.seed, epoch=0, rank=0, world=1,
-                         specialist=specialist)
+                         pseudo_fake=pseudo_fake_maker(specialist) if cfg.data.pseudo_fakes > 0 else None)
     iterator = iter(loader(stream, cfg.data, seed=cfg.train.seed))
     next(iterator)
     first = time.perf_counter()

@@ -42,11 +42,12 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from interceptor.config import load_config, to_dict  # noqa: E402
+from interceptor.data.decoding import collate  # noqa: E402
+from interceptor.distributed import DistInfo, init_distributed  # noqa: E402
+from interceptor.inputs import InputKind, InputSpec, model_inputs  # noqa: E402
 from interceptor.models import build_model, get_specialist  # noqa: E402
 from interceptor.schema import Config  # noqa: E402
 from interceptor.train.curriculum import StageRun  # noqa: E402
-from interceptor.train.data import InputSpec, collate, model_inputs  # noqa: E402
-from interceptor.train.distributed import DistInfo, init_distributed  # noqa: E402
 from interceptor.train.engine import PRECISION_DTYPES, resolve_precision  # noqa: E402
 from interceptor.train.launch import parse_specialists  # noqa: E402
 from interceptor.train.trainer import Trainer, new_window  # noqa: E402
@@ -62,7 +63,7 @@ def input_spec(cfg: Config, specialist: str) -> InputSpec:
 def synthetic_batches(cfg: Config, spec: InputSpec, count: int) -> list[dict]:
     """``count`` batches of random uint8 pixels (int16 audio) in the training loader's layout (``collate``)."""
     generator = torch.Generator().manual_seed(0)
-    frames = 1 if spec.kind == "frame" else spec.frames
+    frames = 1 if spec.kind is InputKind.FRAME else spec.frames
     batches = []
     for index in range(count):
         items = [{"label": row % 2, "video": f"v{row}", "face": f"v{row}-face0", "key": f"v{row}-face0-clip00",

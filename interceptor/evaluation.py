@@ -25,16 +25,16 @@ import numpy as np
 import torch
 
 from interceptor.agent import Agent, fit_agent
-from interceptor.export import model_dirs
 from interceptor.metrics import aggregate_videos, binary_metrics, roc_auc
 from interceptor.models.export import load_model
 from interceptor.models.registry import SPECIALISTS, fixed_vote_weights
+from interceptor.models_dir import AGENT_FILE, CROSS_DATASET, model_dirs
 from interceptor.report import confusion_plot, fmt, heatmap_plot, markdown_table, roc_plot, write_markdown
+from interceptor.scoring import predict_clips
 from interceptor.schema import Config
-from interceptor.train.crossdata import CROSS_DATASET
-from interceptor.train.data import DataError, InputSpec, resolve_shard_sets
-from interceptor.train.distributed import DistInfo
-from interceptor.train.evaluate import predict_clips
+from interceptor.data.shard_sets import DataError, resolve_shard_sets
+from interceptor.distributed import DistInfo
+from interceptor.inputs import InputSpec
 from interceptor.utils import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
@@ -109,8 +109,7 @@ def split_metrics(table: VideoScores, threshold: float) -> dict[str, dict]:
 def split_protocol(shards_root: Path, pattern: str) -> str | None:
     """The FF++ protocol the shard sets of ``pattern`` were built with (``standard``, ``standard+FaceShifter``...;
     their manifests' ``protocol``), None for other datasets."""
-    protocols = {read_json(Path(shards_root) / s.name / "manifest.json", "shard manifest").get("protocol")
-                 for s in resolve_shard_sets(shards_root, [pattern], "eval")}
+    protocols = {s.protocol for s in resolve_shard_sets(shards_root, [pattern], "eval")}
     return ", ".join(sorted(p for p in protocols if p)) or None
 
 
@@ -145,7 +144,7 @@ def run_eval(models_dir: Path, shards_root: Path, out: Path, cfg: Config, splits
     fit_scores = {s: np.concatenate([t.scores[s] for t in fit_tables]) for s in models}
     agent = fit_agent(fit_scores, fit_labels, cfg.agent.method, fixed_vote_weights(cfg.agent.fixed_weights),
                       cfg.agent.threshold)
-    agent.save(models_dir / "agent.json")
+    agent.save(models_dir / AGENT_FILE)
     log.info("agent (%s): weights %s, validation AUC %.3f, log loss %.3f", agent.method,
              {s: round(w, 3) for s, w in agent.weights.items()}, agent.validation["auc"], agent.validation["log_loss"])
 

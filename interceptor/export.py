@@ -1,10 +1,5 @@
-"""Collect a curriculum's trained specialists into a self-contained models directory.
-
-    MODELS/<spec>_model/                 the specialist's final model (the last stage's best), safetensors + JSON
-    MODELS/<spec>_model/cross_dataset.json  the cross-dataset matrix training recorded (each stage's best model)
-    MODELS/<spec>_model/stages/<stage>/  the best model at the end of every stage
-    MODELS/<spec>_model_student/         the distilled student, where the curriculum has a distillation stage
-    MODELS/agent.json                    the ensemble weights (written by ``interceptor eval``)
+"""Collect a curriculum's trained specialists into a self-contained models directory (its layout:
+:mod:`interceptor.models_dir`; the final model is the last stage's best).
 
 Every model loads with ``interceptor.models.export.load_model`` alone (no DeepSpeed, no pickle).
 """
@@ -17,15 +12,11 @@ from pathlib import Path
 
 from interceptor.models.export import DESCRIPTION, WEIGHTS
 from interceptor.schema import Config
-from interceptor.train.crossdata import CROSS_DATASET
-from interceptor.utils import atomic_dir
+from interceptor.models_dir import CROSS_DATASET, MODEL_SUFFIX, STUDENT_SUFFIX
 from interceptor.train.curriculum import load_curriculum, plan_runs, stage_dir
+from interceptor.utils import atomic_dir
 
 log = logging.getLogger(__name__)
-
-MODEL_SUFFIX = "_model"
-STUDENT_SUFFIX = "_model_student"
-
 
 def _copy_model(source: Path, target: Path, children: dict[str, Path] | None = None,
                 extras: list[Path] = ()) -> None:
@@ -71,11 +62,3 @@ def collect_models(cfg: Config, run_root: Path, out: Path, specialists: list[str
         collected[spec] = {"model": str(target), "stages": sorted(stages), "student": student is not None}
         log.info("%s: final model from %s%s", spec, final, ", student too" if student else "")
     return collected
-
-
-def model_dirs(models: Path, students: bool = False) -> dict[str, Path]:
-    """The registered specialists' model directories found in ``models``, in registry order."""
-    from interceptor.models.registry import SPECIALISTS
-
-    suffix = STUDENT_SUFFIX if students else MODEL_SUFFIX
-    return {s: models / f"{s}{suffix}" for s in SPECIALISTS if (models / f"{s}{suffix}" / "model.safetensors").is_file()}

@@ -7,7 +7,7 @@
 A video goes through the shard builder's own per-video path (:func:`~interceptor.shards.extract_clips`: decode
 upright, detect and track every face, crop the clips, cut their audio) with the val/test settings
 (``shards.eval_clips_per_video``). Its clips become model inputs exactly as at evaluation
-(:func:`~interceptor.train.data.clip_item`), every specialist scores all of them in batches on the device, and a
+(:func:`~interceptor.inputs.clip_item`), every specialist scores all of them in batches on the device, and a
 specialist's score of a face is the mean of its clip probabilities (the evaluator's ``video_mean``). The agent
 votes on each face: ``agent.json`` of the models directory, else the fixed vote (the specialists' declared
 weights, ``agent.fixed_weights`` overriding them). AV gets no score (input missing) for a video without an audio
@@ -35,20 +35,17 @@ import numpy as np
 import torch
 
 from interceptor.agent import Agent
+from interceptor.inputs import InputKind, InputSpec, clip_item, evaluation_rows, model_inputs, stack_inputs
 from interceptor.metrics import aggregate_faces
-from interceptor.export import STUDENT_SUFFIX, model_dirs
 from interceptor.models import SPECIALISTS, Detector, load_model
 from interceptor.models.registry import fixed_vote_weights
 from interceptor.models.export import DESCRIPTION
+from interceptor.models_dir import AGENT_FILE, STUDENT_SUFFIX, model_dirs
 from interceptor.schema import AgentConfig, Config, ShardsConfig
 from interceptor.shards import VideoClips, VideoError, extract_clips
 from interceptor.shards.extract import Clip
-from interceptor.train.data import InputSpec, clip_item, evaluation_rows, model_inputs, stack_inputs
 
 log = logging.getLogger(__name__)
-
-AGENT_FILE = "agent.json"
-
 
 class ModelsError(ValueError):
     """A models directory that cannot be used as it is; the message names the path."""
@@ -80,10 +77,10 @@ def check_crops(specialist: Specialist, shards: ShardsConfig) -> None:
     if abs(config.context_margin - shards.margin) > 1e-3:
         raise ModelsError(f"{where}: the model reads crops with context margin {config.context_margin} but "
                           f"shards.margin is {shards.margin}: set them equal")
-    if specialist.spec.kind != "frame" and config.frames_per_clip > shards.frames_per_clip:
+    if specialist.spec.kind is not InputKind.FRAME and config.frames_per_clip > shards.frames_per_clip:
         raise ModelsError(f"{where}: the model takes {config.frames_per_clip} frames per clip but clips have "
                           f"shards.frames_per_clip = {shards.frames_per_clip}")
-    if specialist.spec.kind == "clip+audio" and config.audio_rate != shards.audio_rate:
+    if specialist.spec.kind.has_audio and config.audio_rate != shards.audio_rate:
         raise ModelsError(f"{where}: the model takes audio at {config.audio_rate} Hz but clips have "
                           f"shards.audio_rate = {shards.audio_rate}")
 
@@ -152,7 +149,7 @@ class Predictor:
         """Each specialist's P(fake) of one face: the mean over its clips (None for AV without audio)."""
         scores: dict[str, float | None] = {}
         for specialist in self.specialists:
-            if specialist.spec.kind == "clip+audio" and not has_audio:
+            if specialist.spec.kind.has_audio and not has_audio:
                 scores[specialist.name] = None  # input missing: left out of the vote, not counted as "real"
             else:
                 # Every clip has as many rows, so the mean over rows is the mean of the clip probabilities.

@@ -202,7 +202,7 @@ def test_a_requeued_slurm_job_takes_over_its_earlier_runs_lock(tmp_path, monkeyp
 
 def _trainer(rank: int, world: int):
     from interceptor.train.curriculum import StageRun
-    from interceptor.train.distributed import DistInfo
+    from interceptor.distributed import DistInfo
     from interceptor.train.trainer import Trainer
 
     trainer = Trainer.__new__(Trainer)  # the loop state only: no model, no data
@@ -238,7 +238,7 @@ def _rank_main(rank: int, world: int, port: int, out: str) -> None:
 
 def test_every_rank_resumes_at_its_own_data_position(tmp_path):
     """On a real two-process gloo group (forked: the trainer is imported once, here)."""
-    from interceptor.train.distributed import free_port
+    from interceptor.distributed import free_port
     from interceptor.train.trainer import Trainer  # noqa: F401 - imported before the fork
 
     mp.start_processes(_rank_main, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True, start_method="fork")

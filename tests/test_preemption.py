@@ -26,7 +26,7 @@ import subprocess, time
 import torch
 from torch.utils.data import IterableDataset
 from interceptor.config import load_config
-from interceptor.train.data import loader
+from interceptor.data.streams import loader
 
 class Forever(IterableDataset):
     def __iter__(self):

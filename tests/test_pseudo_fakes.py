@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from interceptor.config import load_config
-from interceptor.train.data import DataError, InputSpec, TrainStream, resolve_shard_sets
-from interceptor.train.pseudo_fakes import face_mask, pseudo_fake_maker
+from interceptor.data.shard_sets import DataError, resolve_shard_sets
+from interceptor.data.streams import TrainStream
+from interceptor.inputs import InputKind, InputSpec
+from interceptor.data.pseudo_fakes import face_mask, pseudo_fake_maker
 
 MARGIN = 0.333
 SIZE = 96
@@ -72,8 +74,8 @@ def test_unknown_specialist_names_the_key():
 def stream_batches(shards_root, overrides, count=6, specialist="ll"):
     cfg = load_config("demo", ["data.batch_size=8", "data.shuffle_buffer=16", *overrides])
     sets = resolve_shard_sets(shards_root, ["ffpp/train"], "train")
-    spec = InputSpec("frame", 64, 1)
-    stream = TrainStream(sets, cfg.data, spec, False, 0, 0, 0, 1, specialist=specialist)
+    spec = InputSpec(InputKind.FRAME, 64, 1)
+    stream = TrainStream(sets, cfg.data, spec, False, 0, 0, 0, 1, pseudo_fake=pseudo_fake_maker(specialist))
     batches = iter(stream)
     return [next(batches) for _ in range(count)]
 

@@ -17,13 +17,14 @@ import pytest
 import webdataset as wds
 
 from conftest import REPO
+from interceptor.data.decoding import face_key, video_key
+from interceptor.data.shard_sets import DataError, ShardSet
 from interceptor.metrics import aggregate_videos
 from interceptor.schema import FFPP_METHODS, ShardsConfig
 from interceptor.shards import extract_clips
 from interceptor.shards.build import BuildError, build_shards
 from interceptor.shards.inspection import inspect_shards
 from interceptor.shards.layouts import LayoutError, read_layout
-from interceptor.train.data import DataError, ShardSet, face_key, video_key
 
 from scenes import render_scene, write_video
 from test_shards import faststart_copy
@@ -290,7 +291,7 @@ def test_trainer_refuses_shards_of_an_unknown_builder_version(tmp_path):
     (tmp_path / "set").mkdir()
     (tmp_path / "set" / "manifest.json").write_text(json.dumps({"builder_version": 3, "shards": []}))
     with pytest.raises(DataError, match=re.escape(str(tmp_path / "set" / "manifest.json")) +
-                       ": shards of builder version 3; this trainer reads versions 1, 2"):
+                       ": shards of builder version 3; this reader reads versions 1, 2"):
         ShardSet.load(tmp_path, tmp_path / "set")
 
 

@@ -27,7 +27,7 @@ PLUGIN_SOURCE = '''"""XX, edges: a seventh specialist, defined outside the packa
 from interceptor.models.blocks import ConvBranch, SpecialistModule
 from interceptor.models.filters import Sobel
 from interceptor.models.registry import register_specialist
-from interceptor.train.pseudo_fakes import resampling
+from interceptor.data.pseudo_fakes import resampling
 
 
 @register_specialist("xx")
@@ -120,7 +120,7 @@ def test_a_seventh_specialist_from_the_config_is_in_everything_derived_from_the_
     from interceptor.export import model_dirs
     from interceptor.predict import load_agent
     from interceptor.train.launch import parse_specialists
-    from interceptor.train.pseudo_fakes import pseudo_fake_maker, resampling
+    from interceptor.data.pseudo_fakes import pseudo_fake_maker, resampling
 
     assert "xx" not in registry.SPECIALISTS
     cfg = load_config(None, [f"specialist_modules=[{plugin}]", "agent.fixed_weights={xx: 0.25}",

@@ -8,7 +8,7 @@ import torch
 
 from interceptor.evaluation import collect_scores, family_lookup, specialization_matrix
 from interceptor.models import load_model
-from interceptor.train.distributed import DistInfo
+from interceptor.distributed import DistInfo
 from training import torchrun, write_curriculum
 
 pytestmark = pytest.mark.slow

@@ -99,10 +99,11 @@ def test_checkpoints_keep_the_last_and_the_best(cm_run):
 
 def test_exported_model_reloads_with_the_same_logits(cm_run, shards_root):
     from interceptor.config import load_config
+    from interceptor.data.shard_sets import resolve_shard_sets
+    from interceptor.distributed import DistInfo
+    from interceptor.inputs import InputSpec
     from interceptor.models.export import load_model
-    from interceptor.train.data import InputSpec, resolve_shard_sets
-    from interceptor.train.distributed import DistInfo
-    from interceptor.train.evaluate import predict_clips
+    from interceptor.scoring import predict_clips
 
     best = cm_run / "stage1-ffpp" / "best"
     meta = json.loads((best / "model.json").read_text())

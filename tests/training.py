@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -18,7 +19,7 @@ LAUNCHER = REPO / "launcher" / "train.py"
 
 
 def free_port() -> int:
-    from interceptor.train.distributed import free_port as port
+    from interceptor.distributed import free_port as port
 
     return port()
 
@@ -78,7 +79,11 @@ def samples_of(shard_dir: Path) -> list[list[tuple[str, bytes]]]:
 
 def repack(source: Path, target: Path, sizes: list[int]) -> Path:
     """A shard set at ``target`` holding the first sum(sizes) samples of ``source`` in shards of ``sizes``."""
-    manifest = json.loads((source / "manifest.json").read_text())
+    from dataclasses import replace
+
+    from interceptor.shards.manifest import ShardFile, ShardManifest
+
+    manifest = ShardManifest.load(source / "manifest.json")
     samples = samples_of(source)
     target.mkdir(parents=True, exist_ok=True)
     shards, labels, start = [], {"0": 0, "1": 0}, 0
@@ -92,8 +97,8 @@ def repack(source: Path, target: Path, sizes: list[int]) -> Path:
                     tar.addfile(info, io.BytesIO(data))
                     if member.endswith(".cls"):
                         labels[data.decode().strip()] += 1
-        shards.append({"name": name, "samples": size})
+        data = (target / name).read_bytes()
+        shards.append(ShardFile(name, size, len(data), hashlib.sha256(data).hexdigest()))
         start += size
-    (target / "manifest.json").write_text(json.dumps({**manifest, "shards": shards, "samples_by_label": labels,
-                                                       "total_samples": sum(sizes)}))
+    replace(manifest, shards=shards, samples_by_label=labels, total_samples=sum(sizes)).save(target / "manifest.json")
     return target

@@ -6,10 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from interceptor.inputs import InputKind
 from interceptor.models.blocks import GRID, ConvBNAct, ConvBranch, FrameEncoder, SpecialistModule, temporal_stats
 from interceptor.models.filters import LogMelSpectrogram, luma
 from interceptor.models.registry import register_specialist
-from interceptor.train.pseudo_fakes import audio_mismatch
+from interceptor.data.pseudo_fakes import audio_mismatch
 from interceptor.schema import ModelConfig
 
 LIPS_IN_FACE_BOX = ((0.6, 1.0), (0.2, 0.8))  # rows and columns of the mouth region, as fractions of the face box
@@ -65,7 +66,7 @@ class AudioVisualModule(SpecialistModule):
     that one learned constant.
     """
 
-    input_kind = "clip+audio"
+    input_kind = InputKind.CLIP_AUDIO
     vote_weight = 1.0
     relative_cost = 1.0
     widths = {"lips": 12, "audio": 12, "sync": 12, "consistency": 12}

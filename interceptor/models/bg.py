@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from interceptor.inputs import InputKind
 from interceptor.models.blocks import ConvBranch, SpecialistModule
 from interceptor.models.filters import GaussianBlur, Sobel, full_precision, luma
 from interceptor.models.registry import register_specialist
-from interceptor.train.pseudo_fakes import relighting
+from interceptor.data.pseudo_fakes import relighting
 from interceptor.schema import ModelConfig
 
 
@@ -48,7 +49,7 @@ class BackgroundModule(SpecialistModule):
     - colour (3x3): colour temperature as log R/G and log B/G.
     """
 
-    input_kind = "frame"
+    input_kind = InputKind.FRAME
     vote_weight = 1.0
     relative_cost = 1.0
     widths = {"texture": 11, "lighting": 11, "shadow": 11, "colour": 11}

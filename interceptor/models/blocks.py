@@ -8,13 +8,14 @@ signal. Every branch output is adaptive-pooled to a
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Literal
+from typing import Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-InputKind = Literal["frame", "clip", "clip+audio"]
+from interceptor.inputs import InputKind
+
 GRID = 7  # specialist outputs are pooled to GRID x GRID
 
 
@@ -78,7 +79,7 @@ class SpecialistModule(nn.Module):
     vote_weight: ClassVar[float]  # weight in the agent's fixed vote
     relative_cost: ClassVar[float]  # training step time relative to a frame specialist's
     widths: ClassVar[dict[str, int]]  # output channels of each branch, by signal name
-    pseudo_fake: ClassVar[Callable | None]  # maker of pseudo-fakes of the specialist's family (train/pseudo_fakes.py)
+    pseudo_fake: ClassVar[Callable | None]  # maker of pseudo-fakes of the specialist's family (data/pseudo_fakes.py)
 
     def __init__(self, branches: dict[str, nn.Module]):
         super().__init__()

@@ -7,14 +7,13 @@ import dataclasses
 import torch
 from torch import Tensor, nn
 
+from interceptor.inputs import InputKind
 from interceptor.models.backbone import Backbone
 from interceptor.models.blocks import SpecialistModule
 from interceptor.models.classifier import MLPClassifier
 from interceptor.models.fusion import AttentionFusion
 from interceptor.models.registry import get_specialist
 from interceptor.schema import ModelConfig
-
-INPUT_NAMES = {"frame": ("image",), "clip": ("clip",), "clip+audio": ("clip", "audio", "audio_mask")}
 
 
 def key_frame_indices(frames: int, count: int) -> list[int]:
@@ -43,12 +42,12 @@ class Detector(nn.Module):
         self.classifier = MLPClassifier(config.fusion_dim, config.classifier_hidden, 2, config.dropout)
 
     @property
-    def input_kind(self) -> str:
+    def input_kind(self) -> InputKind:
         return self.specialist.input_kind
 
     @property
     def input_names(self) -> tuple[str, ...]:
-        return INPUT_NAMES[self.input_kind]
+        return self.input_kind.input_names
 
     @property
     def specialist_features(self) -> int:
@@ -76,9 +75,9 @@ class Detector(nn.Module):
         frames = self.config.frames_per_clip
         device = self.backbone.mean.device
         generator = torch.Generator().manual_seed(0)
-        frame_shape = (3, size, size) if self.input_kind == "frame" else (frames, 3, size, size)
+        frame_shape = (3, size, size) if self.input_kind is InputKind.FRAME else (frames, 3, size, size)
         inputs = {self.input_names[0]: torch.rand((batch_size, *frame_shape), generator=generator)}
-        if self.input_kind == "clip+audio":
+        if self.input_kind.has_audio:
             samples = int(round(self.config.clip_seconds * self.config.audio_rate))
             inputs["audio"] = (torch.rand(batch_size, samples, generator=generator) * 2 - 1) * 0.5
             inputs["audio_mask"] = torch.ones(batch_size)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from interceptor.inputs import InputKind
 from interceptor.models.blocks import ConvBranch, SpecialistModule
 from interceptor.models.filters import GaussianBlur, Sobel, full_precision, local_mean, luma
 from interceptor.models.registry import register_specialist
-from interceptor.train.pseudo_fakes import exposure
+from interceptor.data.pseudo_fakes import exposure
 from interceptor.schema import ModelConfig
 
 
@@ -22,7 +23,7 @@ class LowLightModule(SpecialistModule):
     - contrast: local Weber contrast (std / mean) and gradient magnitude over local mean.
     """
 
-    input_kind = "frame"
+    input_kind = InputKind.FRAME
     vote_weight = 1.0
     relative_cost = 1.0
     widths = {"luminance": 8, "dark_noise": 8, "gamma": 8, "contrast": 8}

@@ -8,7 +8,7 @@ Adding a specialist is one file with one decorated class that declares its facts
         vote_weight = 1.0               # its weight in the agent's fixed vote (agent.fixed_weights overrides it)
         relative_cost = 1.0             # step time relative to a frame specialist's (the costliest start first)
         widths = {"edges": 8}           # output channels of each branch, by signal name
-        pseudo_fake = None              # maker of pseudo-fakes of its family (train/pseudo_fakes.py), or None
+        pseudo_fake = None              # maker of pseudo-fakes of its family (data/pseudo_fakes.py), or None
 
         def __init__(self, config: ModelConfig): ...
 
@@ -26,7 +26,6 @@ unregistered specialist is an error.
 from __future__ import annotations
 
 import importlib
-import typing
 from collections.abc import Callable, Iterable, Mapping
 
 SPECIALISTS: dict[str, type] = {}
@@ -35,16 +34,18 @@ ENTRY_POINT_GROUP = "interceptor.specialists"
 
 def _check_facts(cls: type) -> None:
     """Every fact a specialist must declare, with a usable value; errors name the class and the fact."""
-    from interceptor.models.blocks import InputKind
+    from interceptor.inputs import InputKind
 
     where = f"specialist {cls.__module__}.{cls.__qualname__}"
     missing = [fact for fact in ("input_kind", "vote_weight", "relative_cost", "widths", "pseudo_fake")
                if not hasattr(cls, fact)]
     if missing:
         raise TypeError(f"{where} does not declare {', '.join(missing)} (see interceptor/models/registry.py)")
-    if cls.input_kind not in typing.get_args(InputKind):
+    try:
+        cls.input_kind = InputKind(cls.input_kind)
+    except ValueError:
         raise ValueError(f"{where}: input_kind {cls.input_kind!r} is not one of "
-                         f"{', '.join(typing.get_args(InputKind))}")
+                         f"{', '.join(InputKind)}") from None
     for fact in ("vote_weight", "relative_cost"):
         value = getattr(cls, fact)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:

@@ -6,10 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from interceptor.inputs import InputKind
 from interceptor.models.blocks import ConvBranch, SpecialistModule
 from interceptor.models.filters import FixedConv, Laplacian, LaplacianPyramid, Sobel, full_precision, local_mean, luma
 from interceptor.models.registry import register_specialist
-from interceptor.train.pseudo_fakes import resampling
+from interceptor.data.pseudo_fakes import resampling
 from interceptor.schema import ModelConfig
 
 RESCALE_FACTORS = (1.5, 2.0, 3.0)  # the upscaling detector re-interpolates at these factors
@@ -38,7 +39,7 @@ class ResolutionModule(SpecialistModule):
       (interpolated pixels are linear combinations of their neighbours).
     """
 
-    input_kind = "frame"
+    input_kind = InputKind.FRAME
     vote_weight = 1.0
     relative_cost = 1.0
     widths = {"pyramid": 9, "upscaling": 9, "sharpness": 9, "interpolation": 9}

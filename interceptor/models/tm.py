@@ -6,10 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from interceptor.inputs import InputKind
 from interceptor.models.blocks import ConvBranch, FrameEncoder, SpecialistModule, temporal_stats
 from interceptor.models.filters import GaussianBlur, full_precision, local_mean, luma
 from interceptor.models.registry import register_specialist
-from interceptor.train.pseudo_fakes import temporal_jitter
+from interceptor.data.pseudo_fakes import temporal_jitter
 from interceptor.schema import ModelConfig
 
 _EPS = 1 / 255
@@ -70,7 +71,7 @@ class TemporalModule(SpecialistModule):
       (second temporal difference over the first).
     """
 
-    input_kind = "clip"
+    input_kind = InputKind.CLIP
     vote_weight = 1.0
     relative_cost = 2.0
     widths = {"differences": 13, "motion": 13, "correlation": 13, "flicker": 13}

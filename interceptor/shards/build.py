@@ -27,7 +27,7 @@ import shutil
 import tarfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -39,6 +39,7 @@ from interceptor.shards.changes import face_changes, label_faces, work_file_crop
 from interceptor.shards.extract import extract_clips
 from interceptor.shards.faces import check_detector
 from interceptor.shards.layouts import ShardSetListing, VideoEntry, clips_for_split, read_layout
+from interceptor.shards.manifest import FORMAT, MANIFEST, ShardFile, ShardManifest
 from interceptor.shards.samples import (BUILDER_VERSION, add_member, atomic_tar, clip_members, group_samples,
                                         read_members, video_key, write_shards)
 from interceptor.shards.settings import check_config, content_settings, settings_digest
@@ -48,8 +49,6 @@ from interceptor.utils import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-FORMAT = "interceptor-webdataset-shards"
 _RECORD = "video.json"  # first member of a per-video work file
 
 
@@ -116,11 +115,11 @@ class ShardSetBuild:
     def _finished(self, path: Path) -> bool:
         if not path.is_file():
             return False
-        manifest = read_json(path, "shard manifest")
-        if manifest.get("settings_sha256") != self.digest:
+        manifest = ShardManifest.load(path)
+        if manifest.settings_sha256 != self.digest:
             raise BuildError(f"{path}: this shard set was built with other settings; remove {self.directory} or "
                              "build into another --out")
-        if manifest.get("inputs_sha256") != self.inputs_digest:
+        if manifest.inputs_sha256 != self.inputs_digest:
             log.info("%s: videos replaced, relabelled, added or removed since it was built: rebuilding", path)
             return False
         return True
@@ -170,9 +169,8 @@ class ShardSetBuild:
         for old in self.directory.glob(f"shard-{task:03d}-*.tar"):
             if old.name not in written:
                 old.unlink()
-        manifest = self._manifest(records, shards)
         target = self.manifest if self.task.count == 1 else self.part
-        atomic_write_json(target, manifest, self.task.tmp_suffix)
+        self._manifest(records, shards).save(target, self.task.tmp_suffix)
         shutil.rmtree(self.work)
         try:
             self.work.parent.rmdir()
@@ -182,36 +180,34 @@ class ShardSetBuild:
             merge_manifests(self.directory, self.task.count, self.task.tmp_suffix)
         return target
 
-    def _manifest(self, records: list[dict], shards: list[dict]) -> dict:
+    def _manifest(self, records: list[dict], shards: list[dict]) -> ShardManifest:
         listing = self.listing
         reports = self.task.index == 0  # the listing's own reports go in one part only
         built = [r for r in records if r["status"] == "ok"]
-        manifest = {
-            "format": FORMAT, "builder_version": BUILDER_VERSION, "dataset": listing.dataset,
-            "shard_set": listing.name, "split": listing.split, "chunk": listing.chunk,
-            "tasks": self.task.count,
-            "total_samples": sum(r["samples"] for r in built), "total_videos": len(built),
-            "samples_by_label": dict(sorted(sum((Counter(r["samples_by_label"]) for r in built), Counter()).items())),
-            "samples_by_method": _count(built, "method", "samples"),
-            "videos_by_label": _count(built, "label"), "videos_by_method": _count(built, "method"),
-            "clips_without_face": sum(r["clips_without_face"] for r in built),
-            "faces": sum(len(r["tracks"]) for r in built),
-            "fake_faces_unchanged": sum(r["unchanged_faces"] for r in built),
-            "fakes_without_original": sum(r["face_decision"] == "no_original" for r in built),
-            "fakes_without_changed_face": sum(r["face_decision"] == "no_changed_face" for r in built),
-            "shards": shards,
-            "skipped": sorted(([*listing.skipped] if reports else []) +
-                              [{"path": r["path"], "reason": r["reason"]} for r in records if r["status"] != "ok"],
-                              key=lambda s: s["path"]),
-            "missing": listing.missing if reports else [],
-            "unlisted": listing.unlisted if reports else [],
-            "warnings": [{"path": r["path"], "message": w} for r in built for w in r["warnings"]],
-            "protocol": listing.protocol,
-            "settings": self.settings, "settings_sha256": self.digest, "inputs_sha256": self.inputs_digest,
-        }
-        if self.task.count > 1:
-            manifest["task"] = self.task.index
-        return manifest
+        return ShardManifest(
+            format=FORMAT, builder_version=BUILDER_VERSION, dataset=listing.dataset,
+            shard_set=listing.name, split=listing.split, chunk=listing.chunk,
+            tasks=self.task.count,
+            total_samples=sum(r["samples"] for r in built), total_videos=len(built),
+            samples_by_label=dict(sorted(sum((Counter(r["samples_by_label"]) for r in built), Counter()).items())),
+            samples_by_method=_count(built, "method", "samples"),
+            videos_by_label=_count(built, "label"), videos_by_method=_count(built, "method"),
+            clips_without_face=sum(r["clips_without_face"] for r in built),
+            shards=[ShardFile(**shard) for shard in shards],
+            skipped=sorted(([*listing.skipped] if reports else []) +
+                           [{"path": r["path"], "reason": r["reason"]} for r in records if r["status"] != "ok"],
+                           key=lambda s: s["path"]),
+            missing=listing.missing if reports else [],
+            unlisted=listing.unlisted if reports else [],
+            warnings=[{"path": r["path"], "message": w} for r in built for w in r["warnings"]],
+            faces=sum(len(r["tracks"]) for r in built),
+            fake_faces_unchanged=sum(r["unchanged_faces"] for r in built),
+            fakes_without_original=sum(r["face_decision"] == "no_original" for r in built),
+            fakes_without_changed_face=sum(r["face_decision"] == "no_changed_face" for r in built),
+            protocol=listing.protocol,
+            settings=self.settings, settings_sha256=self.digest, inputs_sha256=self.inputs_digest,
+            task=self.task.index if self.task.count > 1 else None,
+        )
 
 
 def _count(records: list[dict], field: str, weight: str | None = None) -> dict[str, int]:
@@ -367,7 +363,7 @@ def build_shards(dataset: str, root: str | Path, out: str | Path, cfg: ShardsCon
     with tqdm(total=total, initial=cached, unit="video", desc=f"{dataset} shards", disable=not progress) as bar:
         _run_jobs([originals, fakes], cfg.workers, bar)
     written = [build.pack() for build in pending]
-    built = [read_json(path, "shard manifest")["total_videos"] for path in written]
+    built = [ShardManifest.load(path).total_videos for path in written]
     if written and total and not sum(built):
         raise BuildError(f"{dataset}: every one of the {total} videos was skipped; the reasons are in the "
                          f"manifests' skipped lists: {', '.join(map(str, written))}")
@@ -380,22 +376,20 @@ def merge_manifests(directory: str | Path, count: int, tmp_suffix: str = ".tmp")
     parts = [directory / f"manifest-part-{i:03d}-of-{count:03d}.json" for i in range(count)]
     if not all(p.is_file() for p in parts):
         return None
-    manifests = [read_json(p, "partial shard manifest") for p in parts]
-    digests = {m["settings_sha256"] for m in manifests}
-    if len(digests) != 1:
+    manifests = [ShardManifest.load(p) for p in parts]
+    if len({m.settings_sha256 for m in manifests}) != 1:
         raise BuildError(f"{directory}: the {count} partial manifests were built with different settings")
-    merged = {k: v for k, v in manifests[0].items() if k != "task"}
-    for key in ("total_samples", "total_videos", "clips_without_face", "faces", "fake_faces_unchanged",
-                "fakes_without_original", "fakes_without_changed_face"):
-        merged[key] = sum(m[key] for m in manifests)
-    for key in ("samples_by_label", "samples_by_method", "videos_by_label", "videos_by_method"):
-        merged[key] = dict(sorted(sum((Counter(m[key]) for m in manifests), Counter()).items()))
-    for key in ("shards", "skipped", "missing", "unlisted", "warnings"):
-        merged[key] = [item for m in manifests for item in m[key]]
-    merged["shards"].sort(key=lambda s: s["name"])
-    merged["skipped"].sort(key=lambda s: s["path"])
+    sums = {key: sum(getattr(m, key) for m in manifests)
+            for key in ("total_samples", "total_videos", "clips_without_face", "faces", "fake_faces_unchanged",
+                        "fakes_without_original", "fakes_without_changed_face")}
+    counts = {key: dict(sorted(sum((Counter(getattr(m, key)) for m in manifests), Counter()).items()))
+              for key in ("samples_by_label", "samples_by_method", "videos_by_label", "videos_by_method")}
+    lists = {key: [item for m in manifests for item in getattr(m, key)]
+             for key in ("shards", "skipped", "missing", "unlisted", "warnings")}
+    lists["shards"].sort(key=lambda s: s.name)
+    lists["skipped"].sort(key=lambda s: s["path"])
     target = directory / MANIFEST
-    atomic_write_json(target, merged, tmp_suffix)
+    replace(manifests[0], **sums, **counts, **lists, task=None).save(target, tmp_suffix)
     log.info("merged %d partial manifests into %s", count, target)
     return target
 

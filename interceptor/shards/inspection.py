@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from interceptor import DATASETS
-from interceptor.shards.build import FORMAT, MANIFEST
+from interceptor.shards.manifest import MANIFEST, ShardManifest
 from interceptor.shards.samples import SAMPLE_FIELDS, sample_key
-from interceptor.utils import read_json
 
 # dataset-split-method-videoid[-faceF]-clipNN: builder version 1 has no face part
 KEY_PATTERN = re.compile(rf"({'|'.join(DATASETS)})-[A-Za-z0-9_]+-[a-z0-9_]+-[A-Za-z0-9_]+(-face\d+)?-clip\d{{2,}}")
@@ -28,7 +27,7 @@ KEY_PATTERN = re.compile(rf"({'|'.join(DATASETS)})-[A-Za-z0-9_]+-[a-z0-9_]+-[A-Z
 @dataclass
 class ShardSetReport:
     directory: Path
-    manifest: dict
+    manifest: ShardManifest | None  # None when it cannot be read (the problem says why)
     problems: list[str] = field(default_factory=list)
 
 
@@ -75,13 +74,13 @@ def _check_sample(key: str, files: dict[str, bytes], problems: list[str], where:
 
 def check_shard_set(directory: Path, checksums: bool = True) -> ShardSetReport:
     """Validate one shard set against its manifest (``checksums=False``: sizes only, no reading)."""
-    manifest = read_json(directory / MANIFEST, "shard manifest")
+    try:
+        manifest = ShardManifest.load(directory / MANIFEST)
+    except ValueError as err:  # unreadable, another format or version, missing fields
+        return ShardSetReport(directory, None, [str(err)])
     report = ShardSetReport(directory, manifest)
     problems = report.problems
-    if manifest.get("format") != FORMAT:
-        problems.append(f"{directory / MANIFEST}: not a shard manifest (format {manifest.get('format')!r})")
-        return report
-    listed = {s["name"] for s in manifest["shards"]}
+    listed = {s.name for s in manifest.shards}
     for path in sorted(directory.iterdir()):
         if path.name.endswith(".tmp") or (path.suffix == ".tar" and path.name not in listed):
             problems.append(f"{path}: not in the manifest (left by an interrupted build?)")
@@ -90,13 +89,13 @@ def check_shard_set(directory: Path, checksums: bool = True) -> ShardSetReport:
     keys: set[str] = set()
     labels: Counter = Counter()
     methods: Counter = Counter()
-    for shard in manifest["shards"]:
-        path = directory / shard["name"]
+    for shard in manifest.shards:
+        path = directory / shard.name
         if not path.is_file():
             problems.append(f"{path}: listed in the manifest but missing")
             continue
-        if path.stat().st_size != shard["bytes"]:
-            problems.append(f"{path}: {path.stat().st_size} bytes, the manifest says {shard['bytes']}")
+        if path.stat().st_size != shard.bytes:
+            problems.append(f"{path}: {path.stat().st_size} bytes, the manifest says {shard.bytes}")
         if not checksums:
             continue
         samples = 0
@@ -117,48 +116,49 @@ def check_shard_set(directory: Path, checksums: bool = True) -> ShardSetReport:
             if checked:
                 labels[str(checked[0])] += 1
                 methods[checked[1]] += 1
-        if reader.digest.hexdigest() != shard["sha256"]:
+        if reader.digest.hexdigest() != shard.sha256:
             problems.append(f"{path}: sha256 differs from the manifest")
-        if samples != shard["samples"]:
-            problems.append(f"{path}: {samples} samples, the manifest says {shard['samples']}")
+        if samples != shard.samples:
+            problems.append(f"{path}: {samples} samples, the manifest says {shard.samples}")
     if checksums:
-        if sum(labels.values()) != manifest["total_samples"] or dict(labels) != manifest["samples_by_label"]:
+        if sum(labels.values()) != manifest.total_samples or dict(labels) != manifest.samples_by_label:
             problems.append(f"{directory}: samples per label {dict(labels)} differ from the manifest's "
-                            f"{manifest['samples_by_label']}")
-        if dict(methods) != manifest["samples_by_method"]:
+                            f"{manifest.samples_by_label}")
+        if dict(methods) != manifest.samples_by_method:
             problems.append(f"{directory}: samples per method {dict(methods)} differ from the manifest's "
-                            f"{manifest['samples_by_method']}")
+                            f"{manifest.samples_by_method}")
     return report
 
 
 def _summary(report: ShardSetReport, root: Path) -> list[str]:
     m = report.manifest
     name = report.directory.relative_to(root).as_posix() if report.directory != root else "."
-    size = sum(s["bytes"] for s in m["shards"])
-    lines = [f"{name}: {m['dataset']} {m['shard_set']}: {m['total_samples']} samples from {m['total_videos']} "
-             f"videos in {len(m['shards'])} shards ({size / 1e6:.1f} MB)",
-             f"  samples by label: {m['samples_by_label']}   videos by label: {m['videos_by_label']}",
-             f"  samples by method: {m['samples_by_method']}"]
-    if m.get("protocol"):
-        lines.append(f"  FF++ protocol: {m['protocol']}")
-    if m.get("faces", m["total_videos"]) != m["total_videos"] or m.get("fake_faces_unchanged"):
-        lines.append(f"  faces: {m['faces']}; faces of fakes unchanged against the original: "
-                     f"{m['fake_faces_unchanged']} ({m['settings']['unchanged_faces']})")
-    for key, what in (("fakes_without_original", "fakes without their original (every face kept as fake)"),
-                      ("fakes_without_changed_face", "fakes with no changed face (every face kept as fake)")):
-        if m.get(key):
-            lines.append(f"  {what}: {m[key]}")
-    if m["clips_without_face"]:
-        lines.append(f"  clips dropped for lack of a face: {m['clips_without_face']}")
-    reasons = Counter(s["reason"].split(":")[0] for s in m["skipped"])
-    lines.append(f"  skipped: {len(m['skipped'])}" + (f" {dict(reasons)}" if reasons else ""))
-    lines += [f"    {s['path']}: {s['reason']}" for s in m["skipped"]]
-    for key in ("missing", "unlisted"):
-        if m[key]:
-            lines.append(f"  {key}: {len(m[key])}: {', '.join(m[key])}")
-    lines += [f"  warning: {w['path']}: {w['message']}" for w in m["warnings"]]
-    lines += [f"  shard {s['name']}: {s['samples']} samples, {s['bytes']} bytes, sha256 {s['sha256']}"
-              for s in m["shards"]]
+    if m is None:
+        return [f"{name}: unreadable manifest", *[f"  PROBLEM: {p}" for p in report.problems]]
+    size = sum(s.bytes for s in m.shards)
+    lines = [f"{name}: {m.dataset} {m.shard_set}: {m.total_samples} samples from {m.total_videos} "
+             f"videos in {len(m.shards)} shards ({size / 1e6:.1f} MB)",
+             f"  samples by label: {m.samples_by_label}   videos by label: {m.videos_by_label}",
+             f"  samples by method: {m.samples_by_method}"]
+    if m.protocol:
+        lines.append(f"  FF++ protocol: {m.protocol}")
+    if m.faces is not None and (m.faces != m.total_videos or m.fake_faces_unchanged):
+        lines.append(f"  faces: {m.faces}; faces of fakes unchanged against the original: "
+                     f"{m.fake_faces_unchanged} ({m.settings['unchanged_faces']})")
+    for count, what in ((m.fakes_without_original, "fakes without their original (every face kept as fake)"),
+                        (m.fakes_without_changed_face, "fakes with no changed face (every face kept as fake)")):
+        if count:
+            lines.append(f"  {what}: {count}")
+    if m.clips_without_face:
+        lines.append(f"  clips dropped for lack of a face: {m.clips_without_face}")
+    reasons = Counter(s["reason"].split(":")[0] for s in m.skipped)
+    lines.append(f"  skipped: {len(m.skipped)}" + (f" {dict(reasons)}" if reasons else ""))
+    lines += [f"    {s['path']}: {s['reason']}" for s in m.skipped]
+    for key, paths in (("missing", m.missing), ("unlisted", m.unlisted)):
+        if paths:
+            lines.append(f"  {key}: {len(paths)}: {', '.join(paths)}")
+    lines += [f"  warning: {w['path']}: {w['message']}" for w in m.warnings]
+    lines += [f"  shard {s.name}: {s.samples} samples, {s.bytes} bytes, sha256 {s.sha256}" for s in m.shards]
     lines += [f"  PROBLEM: {p}" for p in report.problems]
     return lines
 
@@ -173,12 +173,13 @@ def inspect_shards(out: str | Path, checksums: bool = True) -> tuple[str, list[s
     lines = []
     for report in reports:
         lines += _summary(report, out)
+    readable = [r.manifest for r in reports if r.manifest is not None]
     totals = Counter()
-    for report in reports:
-        totals[f"{report.manifest['dataset']} {report.manifest['split']}"] += report.manifest["total_samples"]
+    for manifest in readable:
+        totals[f"{manifest.dataset} {manifest.split}"] += manifest.total_samples
     lines.append("samples per dataset and split: " + ", ".join(f"{k}: {v}" for k, v in sorted(totals.items())))
     problems = [p for r in reports for p in r.problems]
-    for dataset in sorted({r.manifest["dataset"] for r in reports}):
+    for dataset in sorted({m.dataset for m in readable}):
         if not any(v for k, v in totals.items() if k.split(" ")[0] == dataset):
             problems.append(f"{out}: every {dataset} shard set is empty (no sample was built)")
     lines.append(f"{len(reports)} shard sets, {len(problems)} problems")

@@ -24,7 +24,7 @@ import os
 import shutil
 from pathlib import Path
 
-from interceptor.train.distributed import barrier, broadcast_object
+from interceptor.distributed import barrier, broadcast_object
 from interceptor.utils import atomic_write_json, atomic_write_text, fsync_dir, fsync_tree
 
 log = logging.getLogger(__name__)

@@ -13,18 +13,19 @@ from pathlib import Path
 
 import torch
 
+from interceptor.data.shard_sets import DataError, resolve_shard_sets
+from interceptor.distributed import DistInfo, barrier
+from interceptor.inputs import InputSpec
 from interceptor.models.export import load_model
+from interceptor.models_dir import CROSS_DATASET
 from interceptor.report import markdown_table
 from interceptor.schema import Config
+from interceptor.scoring import predict_clips
 from interceptor.train.curriculum import load_curriculum
-from interceptor.train.data import DataError, InputSpec, resolve_shard_sets
-from interceptor.train.distributed import DistInfo, barrier
-from interceptor.train.evaluate import predict_clips
 from interceptor.utils import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-CROSS_DATASET = "cross_dataset.json"  # in the specialist's run root, and copied into its exported model directory
 CELL_METRICS = ("video_mean_auc", "video_mean_log_loss", "video_mean_eer", "video_confident_auc", "video_mean_count")
 
 

@@ -107,7 +107,7 @@ def run_steps(samples: int, epochs: int, cfg: Config, world: int) -> int:
 
 def share_schedules(runs: list[tuple[StageRun, Config]], shards_root: Path, world: int) -> None:
     """Give the runs of each chunked stage the stage's total steps as their LR schedule's length."""
-    from interceptor.train.data import resolve_shard_sets
+    from interceptor.data.shard_sets import resolve_shard_sets
 
     chunked = [(run, cfg) for run, cfg in runs if run.run_dir.name.startswith("chunk-")]
     totals: dict[int, int] = {}
@@ -137,7 +137,7 @@ def check_margins(cfg: Config, shard_sets) -> None:
 
 def validate_runs(runs: list[tuple[StageRun, Config]], shards_root: Path) -> None:
     """Fail fast, before any process group or engine exists: every run's shard sets exist and fit its config."""
-    from interceptor.train.data import resolve_shard_sets
+    from interceptor.data.shard_sets import resolve_shard_sets
 
     for run, run_cfg in runs:
         check_margins(run_cfg, resolve_shard_sets(shards_root, run.train_sets, f"{run.name}: train")

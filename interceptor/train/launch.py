@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 def train_specialist(args: argparse.Namespace, specialist: str) -> int:
     """Train one specialist on the processes of this torchrun job (collective: every rank runs it)."""
     from interceptor.train.curriculum import plan_runs, validate_runs
-    from interceptor.train.data import DataError
+    from interceptor.data.shard_sets import DataError
 
     # Everything that can be checked without a process group is checked first: config errors come in seconds.
     cfg = load_config(args.config, args.overrides)
@@ -112,8 +112,8 @@ def train_runs(args: argparse.Namespace, specialist: str, runs: list, preemption
     from interceptor.train.checkpoint import CheckpointError
     from interceptor.train.crossdata import update_cross_dataset
     from interceptor.train.curriculum import check_init, share_schedules
-    from interceptor.train.data import DataError
-    from interceptor.train.distributed import any_rank, barrier, init_distributed
+    from interceptor.data.shard_sets import DataError
+    from interceptor.distributed import any_rank, barrier, init_distributed
     from interceptor.train.runlock import RunLocked
     from interceptor.train.trainer import EXIT_PREEMPTED, Diverged, Preempted, Trainer
 
@@ -186,7 +186,7 @@ def check_engine_config(cfg) -> None:
 
 
 def has_training_data(run, shards_root: Path) -> bool:
-    from interceptor.train.data import resolve_shard_sets
+    from interceptor.data.shard_sets import resolve_shard_sets
 
     return sum(s.samples for s in resolve_shard_sets(shards_root, run.train_sets, f"{run.name}: train")) > 0
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from interceptor.config import ConfigError
-from interceptor.train.distributed import free_port
+from interceptor.distributed import free_port
 from interceptor.utils import atomic_write_json
 
 log = logging.getLogger("interceptor.parallel")

@@ -29,17 +29,20 @@ from safetensors.torch import load_file
 from tqdm import tqdm
 
 from interceptor.config import save_resolved, to_dict
+from interceptor.data.shard_sets import resolve_shard_sets
+from interceptor.data.streams import TrainStream, loader
+from interceptor.distributed import STOP_SIGNALS, DistInfo, all_gather_objects, any_rank, barrier, from_main
+from interceptor.inputs import InputSpec, model_inputs
 from interceptor.models import build_model
 from interceptor.models.export import export_model, load_model
 from interceptor.schema import Config
+from interceptor.scoring import predict_clips
 from interceptor.train.checkpoint import CheckpointError, CheckpointManager, step_tag
 from interceptor.train.curriculum import StageRun, check_margins, run_steps
-from interceptor.train.data import InputSpec, TrainStream, loader, model_inputs, resolve_shard_sets
-from interceptor.train.distributed import STOP_SIGNALS, DistInfo, all_gather_objects, any_rank, barrier, from_main
-from interceptor.train.evaluate import predict_clips
 from interceptor.train.engine import PRECISION_DTYPES, build_engine, loss_scale, resolve_precision
 from interceptor.train.losses import build_loss, distillation_loss
 from interceptor.train.monitor import RunMonitor
+from interceptor.data.pseudo_fakes import pseudo_fake_maker
 from interceptor.train.runlock import RunLock, RunLocked
 from interceptor.utils import atomic_write_json, git_commit
 
@@ -208,11 +211,11 @@ class Trainer:
 
     def _train_loader(self):
         workers = max(1, self.cfg.data.workers)
+        maker = pseudo_fake_maker(self.run.specialist) if self.cfg.data.pseudo_fakes > 0 else None
         stream = TrainStream(self.train_sets, self.cfg.data, self.spec,
                              self.run.specialist in self.cfg.data.augment.preserve_pixels,
                              self.cfg.train.seed, self.epoch, self.dist.rank, self.dist.world,
-                             skip=self.position, first_worker=self.batches_in_epoch % workers,
-                             specialist=self.run.specialist)
+                             skip=self.position, first_worker=self.batches_in_epoch % workers, pseudo_fake=maker)
         return iter(loader(stream, self.cfg.data, seed=self.cfg.train.seed + self.epoch))
 
     def prepare(self) -> None:
@@ -314,13 +317,18 @@ class Trainer:
             return new_window()
         return window
 
+    def record_batch(self, batch: dict) -> None:
+        """Note a training batch: its worker's data position (checkpointed) and the corrupt samples its worker
+        skipped since its previous batch (summed over every worker, epoch and resume)."""
+        self.batches_in_epoch += 1
+        self.position[batch["worker"]] = batch["consumed"]
+        self.counters["corrupt_samples"] += batch["corrupt"]
+
     def _micro_step(self, batches: Iterator[dict], window: dict) -> None:
         start = time.perf_counter()
         batch = next(batches)
         window["wait"] += time.perf_counter() - start
-        self.batches_in_epoch += 1
-        self.position[batch["worker"]] = batch["consumed"]
-        self.counters["corrupt_samples"] = max(self.counters["corrupt_samples"], batch["corrupt"])
+        self.record_batch(batch)
         inputs = model_inputs(batch, self.spec, self.dist.device, self.dtype, self.cfg.train.channels_last)
         labels = batch["label"].to(self.dist.device)
         logits = self.engine(**inputs)

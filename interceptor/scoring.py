@@ -15,8 +15,11 @@ from torch import nn
 
 from interceptor.metrics import clip_and_video_metrics
 from interceptor.schema import DataConfig
-from interceptor.train.data import EvalStream, InputSpec, ShardSet, face_key, loader, model_inputs, video_key
-from interceptor.train.distributed import DistInfo, all_gather_objects
+from interceptor.data.decoding import face_key, video_key
+from interceptor.data.shard_sets import ShardSet
+from interceptor.data.streams import EvalStream, loader
+from interceptor.distributed import DistInfo, all_gather_objects
+from interceptor.inputs import InputSpec, model_inputs
 
 
 @dataclass

@@ -1,0 +1,151 @@
+"""A raw shard sample (its tar members, shards/FORMAT.md) -> the model's inputs: decoding, and the training
+augmentation (clip-consistent; pixel-preserving for the specialists that study pixels)."""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import re
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+
+from interceptor import LABEL_FAKE
+from interceptor.inputs import InputSpec, chosen_frames, clip_item, resize_frames, stack_inputs
+
+PSEUDO_FAKE = "__pseudo_fake__"  # raw-sample entry: drawn as a pseudo-fake; its value: a partner real's audio
+
+
+def sample_label(sample: dict) -> int:
+    """A raw sample's label (its ``cls``): 0 real, 1 fake."""
+    return int(sample["cls"])
+
+
+def face_key(sample_key: str) -> str:
+    """The face (of one video) a clip follows: its key without the ``-clipNN`` suffix (FORMAT.md). Shards of
+    builder version 1 have one face per video and no ``-faceF`` part: the face is the video."""
+    return sample_key.rsplit("-clip", 1)[0]
+
+
+def video_key(sample_key: str) -> str:
+    """The unique video of a clip: its key without the ``-faceF`` and ``-clipNN`` parts (FORMAT.md)."""
+    return re.sub(r"-face\d+$", "", face_key(sample_key))
+
+
+def _decode_image(data: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError("undecodable frame")
+    return image[..., ::-1]  # BGR -> RGB
+
+
+def _frame_names(sample: dict) -> list[str]:
+    return sorted(k for k in sample if k.startswith("f") and k.endswith((".png", ".jpg")) and k[1:3].isdigit())
+
+
+class Augmenter:
+    """Clip-consistent augmentation; pixel-preserving for the specialists in ``preserve_pixels``."""
+
+    def __init__(self, cfg, preserve_pixels: bool, image_size: int):
+        self.cfg, self.preserve, self.size = cfg, preserve_pixels, image_size
+
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        t, h, w, _ = frames.shape
+        if self.preserve:  # integer-offset crop, no interpolation
+            ch, cw = min(h, self.size), min(w, self.size)
+            y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            frames = frames[:, y:y + ch, x:x + cw]
+        else:
+            area = rng.uniform(*self.cfg.crop_scale) * h * w
+            aspect = np.exp(rng.uniform(np.log(0.9), np.log(1.1)))
+            ch = int(min(h, round(np.sqrt(area / aspect))))
+            cw = int(min(w, round(np.sqrt(area * aspect))))
+            y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            frames = frames[:, y:y + ch, x:x + cw]
+            if rng.random() < self.cfg.resample_prob:
+                factor = rng.uniform(1.0, 2.0)
+                frames = np.stack([cv2.resize(cv2.resize(f, None, fx=1 / factor, fy=1 / factor,
+                                                         interpolation=cv2.INTER_AREA), (cw, ch)) for f in frames])
+            if rng.random() < self.cfg.recompress_prob:
+                quality = int(rng.integers(60, 96))
+                frames = np.stack([cv2.imdecode(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, quality])[1],
+                                                cv2.IMREAD_UNCHANGED) for f in frames])
+        frames = resize_frames(frames, self.size)
+        flip = rng.random() < self.cfg.hflip
+        if self.cfg.color_jitter > 0:
+            frames = color_jitter(np.ascontiguousarray(frames), *rng.uniform(1 - self.cfg.color_jitter,
+                                                                             1 + self.cfg.color_jitter, size=3))
+        if flip:  # after the jitter, which it does not change: the jitter reads contiguous frames
+            frames = frames[:, :, ::-1]
+        return frames  # a view when flipped: decode_sample's one copy to (T, 3, H, W) makes it contiguous
+
+
+def color_jitter(frames: np.ndarray, brightness: float, contrast: float, saturation: float) -> np.ndarray:
+    """Brightness, then contrast about the clip's mean, then saturation against grey, on uint8 frames.
+
+    Brightness and contrast fold into one saturating affine map per clip; OpenCV does both steps in uint8.
+    """
+    mean = float(frames.mean()) * brightness
+    out = np.empty_like(frames)
+    for i, frame in enumerate(frames):
+        adjusted = cv2.convertScaleAbs(frame, alpha=brightness * contrast, beta=mean * (1 - contrast))
+        grey = cv2.cvtColor(cv2.cvtColor(adjusted, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+        out[i] = cv2.addWeighted(adjusted, saturation, grey, 1 - saturation, 0)
+    return out
+
+
+class _EncodedFrames:
+    """A shard sample's frames, decoded only when indexed (a frame model uses one of them)."""
+
+    def __init__(self, sample: dict):
+        self.sample, self.names = sample, _frame_names(sample)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return _decode_image(self.sample[self.names[index]])
+
+
+def frames_to_decode(sample: dict, spec: InputSpec, rng: np.random.Generator | None,
+                     eval_frames: str = "middle") -> list[str]:
+    """The keys of the frames ``decode_sample`` decodes (its :func:`chosen_frames`)."""
+    names = _frame_names(sample)
+    return [names[i] for i in chosen_frames(len(names), spec, rng, eval_frames)]
+
+
+def _sample_audio(sample: dict) -> np.ndarray | None:
+    """The clip's int16 audio, or None when its video has no audio track."""
+    if not json.loads(sample["json"]).get("has_audio") or "audio.npy" not in sample:
+        return None
+    return np.load(io.BytesIO(sample["audio.npy"]), allow_pickle=False)
+
+
+def decode_sample(sample: dict, spec: InputSpec, rng: np.random.Generator | None,
+                  augment: Augmenter | None, eval_frames: str = "middle", pseudo_fake: Callable | None = None) -> dict:
+    """Raw shard sample -> :func:`clip_item` (uint8 pixels, int16 audio) plus label and video key.
+
+    A real sample that the training stream drew as a pseudo-fake (its ``PSEUDO_FAKE`` entry) is altered by
+    ``pseudo_fake`` and labelled fake; where the maker cannot alter it (AV without audio) it stays real.
+    """
+    audio = _sample_audio(sample) if spec.kind.has_audio else None
+    meta = json.loads(sample["json"])
+    maker = None
+    if PSEUDO_FAKE in sample and pseudo_fake is not None:
+        partner = sample[PSEUDO_FAKE]
+        partner_audio = _sample_audio(partner) if partner is not None and spec.kind.has_audio else None
+        maker = functools.partial(pseudo_fake, other_audio=partner_audio)
+    item = clip_item(_EncodedFrames(sample), audio, spec, rng, augment, eval_frames, maker)
+    label = LABEL_FAKE if item.pop("pseudo_fake", False) else sample_label(sample)
+    return {"label": label, "video": video_key(sample["__key__"]), "face": face_key(sample["__key__"]),
+            "key": sample["__key__"], "source": f"{meta['dataset']}:{meta['source']}", **item}
+
+
+def collate(items: list[dict], spec: InputSpec) -> dict:
+    """Stack decoded samples into a batch: :func:`stack_inputs` plus labels, video, face and clip keys."""
+    return {"label": torch.tensor([i["label"] for i in items]), "video": [i["video"] for i in items],
+            "face": [i["face"] for i in items], "key": [i["key"] for i in items],
+            "source": [i["source"] for i in items], **stack_inputs(items, spec)}

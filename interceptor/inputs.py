@@ -1,0 +1,162 @@
+"""The model input contract, shared by training, evaluation and prediction.
+
+A specialist takes one :class:`InputKind` of input. A clip (its face crops and audio) becomes that model's
+keyword inputs in three steps: :func:`clip_item` (the frames the model sees, resized, as uint8), then
+:func:`stack_inputs` (a batch of items), then :func:`model_inputs` (float tensors on the device). The training
+stream, the evaluation stream and ``interceptor predict`` all go through these, so a model reads at prediction
+exactly what it was trained and selected on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+
+class InputKind(StrEnum):
+    """What a specialist consumes; the value is the name configs, exports and JSON use."""
+
+    FRAME = "frame"  # one frame: ``image`` (B, 3, H, W)
+    CLIP = "clip"  # a clip: ``clip`` (B, T, 3, H, W)
+    CLIP_AUDIO = "clip+audio"  # a clip and its audio: ``clip``, ``audio`` (B, S), ``audio_mask`` (B,)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The keyword inputs of a model of this kind, in order."""
+        return {InputKind.FRAME: ("image",), InputKind.CLIP: ("clip",),
+                InputKind.CLIP_AUDIO: ("clip", "audio", "audio_mask")}[self]
+
+    @property
+    def has_audio(self) -> bool:
+        return self is InputKind.CLIP_AUDIO
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the model consumes: which keyword inputs to build, and at what size."""
+
+    kind: InputKind
+    image_size: int
+    frames: int  # clip length the model expects (clips are sub-sampled or cropped to it)
+    audio_samples: int = 0  # waveform length per clip for AV: clip_seconds x audio_rate
+
+    def __post_init__(self):
+        object.__setattr__(self, "kind", InputKind(self.kind))  # a specialist declares its kind as a string
+
+    @classmethod
+    def of(cls, model) -> InputSpec:
+        """The input spec of a built detector (``interceptor.models``), from its own config."""
+        return cls.for_config(model.input_kind, model.config)
+
+    @classmethod
+    def for_config(cls, kind: InputKind | str, config) -> InputSpec:
+        """The input spec of a model of input ``kind`` built with ``config`` (a ``ModelConfig``)."""
+        return cls(kind, config.image_size, config.frames_per_clip, int(round(config.clip_seconds * config.audio_rate)))
+
+
+def chosen_frames(count: int, spec: InputSpec, rng: np.random.Generator | None,
+                  eval_frames: str = "middle") -> list[int]:
+    """Which of a clip's ``count`` frames the model sees.
+
+    Frame models: a random frame in training (``rng``), the middle one at evaluation (every frame with
+    ``eval_frames="all"``). Clip models: ``spec.frames`` evenly strided frames.
+    """
+    if count == 0:
+        raise ValueError("clip has no frames")
+    if spec.kind is InputKind.FRAME:
+        if rng is not None:
+            return [int(rng.integers(count))]
+        return list(range(count)) if eval_frames == "all" else [count // 2]
+    chosen = list(range(0, count, max(1, count // spec.frames)))[:spec.frames]
+    if len(chosen) < spec.frames:
+        raise ValueError(f"clip has {count} frames, the model needs {spec.frames}")
+    return chosen
+
+
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """Resize (T, H, W, 3) frames to ``size`` x ``size`` (area interpolation when shrinking)."""
+    t, h, w, _ = frames.shape
+    if (h, w) == (size, size):
+        return frames
+    interp = cv2.INTER_AREA if h > size else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in frames])
+
+
+def clip_item(frames: Sequence[np.ndarray], audio: np.ndarray | None, spec: InputSpec,
+              rng: np.random.Generator | None = None, augment: Callable | None = None,
+              eval_frames: str = "middle", pseudo_fake: Callable | None = None) -> dict:
+    """One clip's model inputs: ``pixels`` (T, 3, H, W) uint8, plus ``audio`` (int16) and ``audio_mask`` for AV.
+
+    ``frames`` are the clip's (H, W, 3) uint8 RGB crops (indexed only where :func:`chosen_frames` picks), ``audio``
+    its int16 samples or None without an audio track. ``rng`` None means evaluation: no augmentation.
+    ``augment(frames, rng)`` (training only, :class:`~interceptor.data.decoding.Augmenter`) crops and resizes
+    the chosen frames to the model's size. ``pseudo_fake`` (training only) alters the chosen frames and the audio
+    before augmentation (:mod:`~interceptor.data.pseudo_fakes`); the item's ``pseudo_fake`` says whether it did.
+    """
+    pixels = np.stack([frames[i] for i in chosen_frames(len(frames), spec, rng, eval_frames)])
+    altered = pseudo_fake(pixels, audio, rng) if pseudo_fake is not None else None
+    if altered is not None:
+        pixels, audio = altered
+    if augment is not None and rng is not None:
+        pixels = augment(pixels, rng)
+    else:
+        pixels = resize_frames(pixels, spec.image_size)
+    item = {"pixels": torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))}
+    if pseudo_fake is not None:
+        item["pseudo_fake"] = altered is not None
+    if spec.kind.has_audio:
+        samples = np.zeros(0, np.int16) if audio is None else audio.astype(np.int16).reshape(-1)
+        item.update(audio=torch.from_numpy(samples), audio_mask=audio is not None)
+    return item
+
+
+def fit_audio(audio: torch.Tensor, samples: int) -> torch.Tensor:
+    """A clip's int16 waveform brought to ``samples``: the audio spans exactly the clip's frames, so a clip of
+    another duration (another frame rate) is stretched linearly, which keeps audio window i on frame i.
+    No audio gives zeros."""
+    if len(audio) == samples:
+        return audio
+    if len(audio) == 0:
+        return torch.zeros(samples, dtype=torch.int16)
+    positions = np.linspace(0, len(audio) - 1, samples)
+    return torch.from_numpy(np.interp(positions, np.arange(len(audio)), audio.numpy()).round().astype(np.int16))
+
+
+def evaluation_rows(items: list[dict], spec: InputSpec, eval_frames: str) -> list[dict]:
+    """Evaluation items as model rows: with ``eval_frames="all"`` every frame of a frame model's clip becomes its
+    own row (sharing the clip's other fields), otherwise one row per clip."""
+    if spec.kind is InputKind.FRAME and eval_frames == "all":
+        return [{**i, "pixels": f[None]} for i in items for f in i["pixels"]]
+    return items
+
+
+def stack_inputs(items: list[dict], spec: InputSpec) -> dict:
+    """Stack :func:`clip_item` outputs: frame models' (B, 1, 3, H, W) become (B, 3, H, W); audio gets the model's
+    length (:func:`fit_audio`)."""
+    pixels = torch.stack([i["pixels"] for i in items])
+    batch = {"pixels": pixels[:, 0] if spec.kind is InputKind.FRAME else pixels}
+    if spec.kind.has_audio:
+        batch["audio"] = torch.stack([fit_audio(i["audio"], spec.audio_samples) for i in items])
+        batch["audio_mask"] = torch.tensor([i["audio_mask"] for i in items])
+    return batch
+
+
+def model_inputs(batch: dict, spec: InputSpec, device: torch.device, dtype: torch.dtype = torch.float32,
+                 channels_last: bool = False) -> dict[str, torch.Tensor]:
+    """Batch -> the model's keyword inputs (:attr:`InputKind.input_names`) on ``device``: pixels become float in
+    [0, 1] there, audio in [-1, 1]."""
+    pixels = batch["pixels"].to(device, non_blocking=True).to(dtype).div_(255)
+    if channels_last and pixels.dim() == 4:
+        pixels = pixels.contiguous(memory_format=torch.channels_last)
+    if spec.kind is InputKind.FRAME:
+        return {"image": pixels}
+    inputs = {"clip": pixels}
+    if spec.kind.has_audio:
+        inputs["audio"] = batch["audio"].to(device, non_blocking=True).to(dtype).div_(32768)
+        inputs["audio_mask"] = batch["audio_mask"].to(device, non_blocking=True).to(dtype)
+    return inputs
