@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from interceptor import SPECIALISTS
 from interceptor.models.export import WEIGHTS
+from interceptor.models.registry import SPECIALISTS
 
 MODEL_SUFFIX = "_model"
 STUDENT_SUFFIX = "_model_student"
@@ -21,6 +21,6 @@ AGENT_FILE = "agent.json"
 
 
 def model_dirs(models: Path, students: bool = False) -> dict[str, Path]:
-    """The specialists' model directories found in ``models``, in canonical order."""
+    """The registered specialists' model directories found in ``models``, in registry order."""
     suffix = STUDENT_SUFFIX if students else MODEL_SUFFIX
     return {s: models / f"{s}{suffix}" for s in SPECIALISTS if (models / f"{s}{suffix}" / WEIGHTS).is_file()}

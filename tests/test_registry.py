@@ -117,7 +117,7 @@ def test_a_specialist_that_leaves_out_a_fact_or_builds_other_widths_is_named(res
 
 
 def test_a_seventh_specialist_from_the_config_is_in_everything_derived_from_the_registry(plugin, tmp_path):
-    from interceptor.export import model_dirs
+    from interceptor.models_dir import model_dirs
     from interceptor.predict import load_agent
     from interceptor.train.launch import parse_specialists
     from interceptor.data.pseudo_fakes import pseudo_fake_maker, resampling
