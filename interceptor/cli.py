@@ -42,8 +42,7 @@ def _export(args: argparse.Namespace) -> int:
     from interceptor.models import export_onnx, load_model
     from interceptor.models.export import ExportError
 
-    cfg = load_config(args.config, args.overrides)
-    collected = collect_models(cfg, args.runs, args.out, list(SPECIALISTS))
+    collected = collect_models(args.runs, args.out, list(SPECIALISTS))
     for spec, info in collected.items():
         if args.onnx:
             try:
@@ -217,7 +216,6 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, type=Path, help="the models directory to write")
     export.add_argument("--onnx", action="store_true", help="also write each model as <spec>_model/model.onnx "
                         "(needs the onnx and onnxscript packages)")
-    _add_config_args(export)
     export.set_defaults(func=_export)
 
     evaluate = sub.add_parser("eval", help="video-level reports of the specialists and the fitted agent")

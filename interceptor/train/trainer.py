@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from interceptor.config import save_resolved, to_dict
 from interceptor.models import build_model
-from interceptor.models.export import export_model, load_model
+from interceptor.models.export import WEIGHTS, export_model, load_model
 from interceptor.schema import Config
 from interceptor.train.checkpoint import CheckpointError, CheckpointManager, step_tag
 from interceptor.train.curriculum import StageRun, check_margins, run_steps
@@ -126,7 +126,7 @@ class Trainer:
         seed_everything(cfg.train.seed + self.dist.rank)
         model = build_model(run.specialist, **to_dict(cfg.model))
         if run.init_from is not None:
-            model.load_state_dict(load_file(str(run.init_from / "model.safetensors")), strict=True)
+            model.load_state_dict(load_file(str(run.init_from / WEIGHTS)), strict=True)
             log.info("%s: starting from %s", run.name, run.init_from)
         # Parameters stay contiguous under train.channels_last (DeepSpeed's broadcast and flat buffers view them as
         # bytes); the inputs are channels_last, and convolutions then run and return channels_last.
@@ -139,9 +139,8 @@ class Trainer:
         if run.teacher is not None:  # distillation: a frozen teacher scores every training batch too
             self.teacher = load_model(run.teacher, map_location="cpu").to(self.dist.device).eval().requires_grad_(False)
             log.info("%s: distilling %s into a %s student", run.name, run.teacher, cfg.model.backbone)
-        counts = self.class_counts if cfg.train.loss == "weighted_ce" or cfg.data.balance == "loss" else None
-        loss_name = "weighted_ce" if cfg.data.balance == "loss" and cfg.train.loss == "ce" else cfg.train.loss
-        self.loss_fn = build_loss(loss_name, counts, cfg.train.focal_gamma).to(self.dist.device)
+        self.loss_fn = build_loss(cfg.train.loss, self.class_counts, cfg.train.focal_gamma,
+                                  cfg.data.balance).to(self.dist.device)
         self.dtype = PRECISION_DTYPES[self.precision]
 
     def _write_run_info(self) -> None:
