@@ -10,7 +10,7 @@ runs it in its own run directory:
     run_dir/checkpoints/       DeepSpeed checkpoints (latest, best, last k), resumable
     run_dir/lock.json          the run holding the directory (interceptor/train/runlock.py)
     run_dir/best/              the best model on validation, exported as safetensors + JSON
-    run_dir/done.json          written when the run completed
+    run_dir/done.json          written when the run completed (steps, best metric, the checkpoint it resumed from)
 """
 
 from __future__ import annotations
@@ -253,7 +253,8 @@ class Trainer:
         finally:
             self.monitor.close()
         summary = {"best_metric": self.best_metric, "best_step": self.best_step,
-                   "metric": self.cfg.train.selection_metric, "steps": self.engine.global_steps}
+                   "metric": self.cfg.train.selection_metric, "steps": self.engine.global_steps,
+                   "resumed_from": tag}
         if self.dist.is_main:
             atomic_write_json(self.run.run_dir / "done.json", summary)
         barrier()
