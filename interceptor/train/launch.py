@@ -10,6 +10,8 @@ them, each specialist in its own separate torchrun job (see ``interceptor/train/
 
 Runs go to ``RUN/<specialist>/stage<id>-<name>[/chunk-KK]``. Finished runs (``done.json``) are skipped and an
 interrupted one resumes from its latest checkpoint, so rerunning the same command continues where it stopped.
+The run plan (every run of the curriculum and the models between them) is recorded once in
+``RUN/<specialist>/plan.json``; a later training of that root must plan the same runs (see ``curriculum.py``).
 On SIGTERM/SIGINT/SIGUSR1 every rank checkpoints, ``RUN/<specialist>/preempted.json`` is written and the
 processes exit with code 75.
 """
