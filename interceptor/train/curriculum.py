@@ -4,6 +4,10 @@ Each stage, and each chunk of a chunked stage (DFDC), is one run with its own ru
 specialist's run root: ``stage1-ffpp/``, ``stage2-celebdf/``, ``stage4-dfdc/chunk-09/``... A run starts from
 the best model of the run before it (``init: previous``), so the chain is FF++ -> Celeb-DF -> DFDC chunk by
 chunk, in the configured chunk order.
+
+The plan is recorded once, in ``RUN/<spec>/plan.json`` (:func:`record_plan`), and read back by export
+(:func:`read_plan`): editing the curriculum after training does not change what was trained or what is exported,
+and training the same run root with another plan is an error listing the differences.
 """
 
 from __future__ import annotations
