@@ -144,7 +144,8 @@ def plan_record(cfg: Config, runs: list[StageRun], run_root: Path) -> dict:
 def _leaves(value, key: str = "") -> dict[str, object]:
     """A JSON value's leaves by path (``runs[3].trains``); lists of scalars are leaves."""
     if isinstance(value, dict):
-        return {k: v for name, item in value.items() for k, v in _leaves(item, f"{key}.{name}" if key else name).items()}
+        return {k: v for name, item in value.items()
+                for k, v in _leaves(item, f"{key}.{name}" if key else name).items()}
     if isinstance(value, list) and any(isinstance(item, dict) for item in value):
         return {k: v for i, item in enumerate(value) for k, v in _leaves(item, f"{key}[{i}]").items()}
     return {key: value}
