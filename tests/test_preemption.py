@@ -22,7 +22,7 @@ def stage(val: list[str]) -> dict:
 
 
 LOADER_UNDER_SIGTERM = """
-import subprocess, time
+import signal, subprocess, time
 import torch
 from torch.utils.data import IterableDataset
 from interceptor.config import load_config
@@ -33,10 +33,16 @@ class Forever(IterableDataset):
         while True:
             yield {"x": torch.zeros(1)}
 
+def sigterm_pending(pid):
+    status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines())
+    return any(int(status[key], 16) >> (signal.SIGTERM - 1) & 1 for key in ("SigPnd", "ShdPnd"))
+
 batches = iter(loader(Forever(), load_config(None, ["data.workers=1"]).data))
 next(batches)
-subprocess.run(["kill", "-TERM", str(batches._workers[0].pid)], check=True)  # as Slurm signals a job step
-time.sleep(1)
+worker = batches._workers[0].pid
+subprocess.run(["kill", "-TERM", str(worker)], check=True)  # as Slurm signals a job step
+while sigterm_pending(worker):  # until the worker took the signal (a dead worker has no /proc entry: an error)
+    time.sleep(0.01)
 next(batches)
 print("worker alive")
 """  # and the process then exits with the loader still open: its worker must end
@@ -64,7 +70,6 @@ def test_a_signal_during_evaluation_checkpoints_within_the_deadline(tmp_path, sh
         if "evaluating at step 4" in line:
             break
     assert process.poll() is None, "".join(lines)[-3000:]
-    time.sleep(1)
     signalled = time.time()
     for worker in workers:
         worker.send_signal(signal.SIGTERM)
