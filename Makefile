@@ -1,7 +1,7 @@
 # Interceptor: two set-up commands on a fresh machine.
 #   make demo   the end-to-end demo on the synthetic corpus
 #   make test   the test suite
-#   make test-fast   its unit tests alone (no torchrun, no corpus): about a minute on 2 cores
+#   make test-fast   its unit tests alone (no torchrun, no corpus): under a minute on 2 cores
 # Each creates .venv and installs what it needs when missing.
 
 PYTHON ?= python3
