@@ -49,8 +49,8 @@ def _export(args: argparse.Namespace) -> int:
     from interceptor.models.export import ExportError
     from interceptor.models.registry import specialist_names
 
-    cfg = load_config(args.config, args.overrides)
-    collected = collect_models(cfg, args.runs, args.out, specialist_names())
+    load_config(args.config, args.overrides)  # imports the config's specialist_modules
+    collected = collect_models(args.runs, args.out, specialist_names())
     for spec, info in collected.items():
         if args.onnx:
             try:
@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, type=Path, help="the models directory to write")
     export.add_argument("--onnx", action="store_true", help="also write each model as <spec>_model/model.onnx "
                         "(needs the onnx and onnxscript packages)")
-    _add_config_args(export)
+    _add_config_args(export)  # the config's specialist_modules: specialists defined outside the package
     export.set_defaults(func=_export)
 
     evaluate = sub.add_parser("eval", help="video-level reports of the specialists and the fitted agent")

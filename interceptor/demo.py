@@ -125,7 +125,7 @@ def run_demo(out: str | Path, cfg: Config, config: str | None = None, overrides:
     _train(config, list(overrides or []), shards, out / "runs")
     done("training")
     models = out / "models"
-    collect_models(cfg, out / "runs", models, list(SPECIALISTS))
+    collect_models(out / "runs", models, list(SPECIALISTS))
     metrics = run_eval(models, shards, out / "report", replace(cfg, eval=replace(cfg.eval, families=str(corpus / MANIFEST))))
     done("evaluation")
     videos = held_out_videos(corpus) + real_videos

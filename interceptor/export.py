@@ -11,9 +11,8 @@ import shutil
 from pathlib import Path
 
 from interceptor.models.export import DESCRIPTION, WEIGHTS
-from interceptor.schema import Config
 from interceptor.models_dir import CROSS_DATASET, MODEL_SUFFIX, STUDENT_SUFFIX
-from interceptor.train.curriculum import load_curriculum, plan_runs, stage_dir
+from interceptor.train.curriculum import read_plan
 from interceptor.utils import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -33,23 +32,24 @@ def _copy_model(source: Path, target: Path, children: dict[str, Path] | None = N
                 shutil.copy2(child / file, folder / name / file)
 
 
-def collect_models(cfg: Config, run_root: Path, out: Path, specialists: list[str]) -> dict[str, dict]:
-    """Copy each specialist's final, per-stage and student models from ``run_root`` into ``out``."""
-    curriculum = {s.id: s for s in load_curriculum(cfg).stages}
+def collect_models(run_root: Path, out: Path, specialists: list[str]) -> dict[str, dict]:
+    """Copy each specialist's final, per-stage and student models from ``run_root`` into ``out``, as the run plan
+    training recorded (``RUN/<spec>/plan.json``) names them; specialists never trained (no ``RUN/<spec>``) are
+    left out."""
     collected = {}
     for spec in specialists:
+        if not (run_root / spec).is_dir():
+            log.warning("%s: not trained (no %s)", spec, run_root / spec)
+            continue
         final = student = None
         stages: dict[str, Path] = {}
-        for run, _ in plan_runs(cfg, spec, run_root / spec):
-            best = run.run_dir / "best"
-            if not (best / "model.safetensors").is_file():
+        for run in read_plan(run_root / spec):
+            if not (run.best / WEIGHTS).is_file():
                 continue
-            stage = curriculum[run.stage_id]
-            if stage.distill:
-                student = best
+            if run.distill:
+                student = run.best
             else:
-                final = best
-                stages[stage_dir(stage)] = best  # a chunked stage's last chunk with a model wins
+                final = stages[run.stage] = run.best  # a chunked stage's last chunk with a model wins
         if final is None:
             log.warning("%s: no trained model under %s", spec, run_root / spec)
             continue

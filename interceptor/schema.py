@@ -112,7 +112,7 @@ class DataConfig:
     prefetch: int = 2  # batches prefetched per worker
     shuffle_buffer: int = 256  # clips held per worker for shuffling
     # Class balance: "stream" mixes one stream per class by class_mix weights (WeightedRandomSampler's
-    # equivalent); "loss" samples plainly and weights the cross-entropy by the manifests' class counts.
+    # equivalent); "loss" samples plainly and weights the loss (ce or focal) by the manifests' class counts.
     balance: Literal["stream", "loss"] = "stream"
     class_mix: list[float] = field(default_factory=lambda: [0.5, 0.5])  # real, fake
     # "resample": every rank and worker draws shards with replacement (never runs dry, any shard count);

@@ -17,6 +17,16 @@ CORPUS_DATASETS = {"ffpp": "FaceForensics++", "celebdf": "Celeb-DF-v2", "dfdc": 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # test helper modules
 
+# The fixtures that build (or need) the synthetic corpus, its shards, or a real cluster: every test using one is
+# end-to-end, marked ``slow`` here so that ``make test-fast`` (``-m "not slow"``) never waits for them.
+SLOW_FIXTURES = {"corpus", "corpus_manifest", "corpus_face_clips", "shards_root", "dfdc_sample", "slurm_cluster"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def demo_config():

@@ -160,13 +160,13 @@ def test_resolved_config_round_trips(tmp_path):
 
 
 def test_stage_overrides_can_name_one_specialist(tmp_path):
-    from interceptor.train.curriculum import plan_runs
+    from interceptor.train.curriculum import load_curriculum, stage_config
 
     curriculum = tmp_path / "curriculum.yaml"
     curriculum.write_text("stages:\n  - {id: 1, name: a, train: [x], val: [y], epochs: 1, lr: 1.0e-4, init: none,\n"
                           "     overrides: [data.batch_size=4, 'av:data.batch_size=2', 'av:train.lr=0.5']}\n")
     cfg = load_config("demo", [f"curriculum={curriculum}"])
-    (_, av), = plan_runs(cfg, "av", tmp_path / "av")
-    (_, ll), = plan_runs(cfg, "ll", tmp_path / "ll")
+    stage, = load_curriculum(cfg).stages
+    av, ll = stage_config(cfg, stage, "av"), stage_config(cfg, stage, "ll")
     assert (av.data.batch_size, av.train.lr) == (2, 0.5)
     assert (ll.data.batch_size, ll.train.lr) == (4, pytest.approx(1e-4 * cfg.train.lr_scale))

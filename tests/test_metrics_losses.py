@@ -76,6 +76,24 @@ def test_class_weights_come_from_counts():
         build_loss("hinge")
 
 
+def test_balance_by_loss_weights_every_loss_and_the_stream_weights_none():
+    counts, logits, target = (30, 10), torch.randn(16, 2), torch.tensor([0] * 12 + [1] * 4)
+    focal = build_loss("focal", counts, focal_gamma=2.0, balance="loss")
+    assert isinstance(focal, FocalLoss) and focal.weight.tolist() == pytest.approx(class_weights(counts).tolist())
+    per_sample = FocalLoss(gamma=2.0)(logits[:1], target[:1])  # one sample: the weight cancels out
+    assert focal(logits[:1], target[:1]).item() == pytest.approx(per_sample.item())
+    weights = class_weights(counts)[target]
+    unweighted = torch.stack([FocalLoss(gamma=2.0)(logits[i:i + 1], target[i:i + 1]) for i in range(16)])
+    assert focal(logits, target).item() == pytest.approx(((unweighted * weights).sum() / weights.sum()).item())
+    ce = build_loss("ce", counts, balance="loss")
+    assert ce.weight.tolist() == pytest.approx(class_weights(counts).tolist())
+    for name in ("ce", "focal"):
+        assert build_loss(name, counts, balance="stream").weight is None
+    assert build_loss("weighted_ce", counts, balance="stream").weight is not None
+    with pytest.raises(ValueError, match="train.loss=focal with data.balance=loss needs class counts"):
+        build_loss("focal", balance="loss")
+
+
 def test_warmup_then_cosine():
     factors = [warmup_cosine_factor(s, warmup_steps=10, total_steps=110, min_lr_ratio=0.1) for s in range(110)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)

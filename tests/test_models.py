@@ -58,7 +58,8 @@ def test_model_section_of_the_demo_config_builds_every_specialist():
 # ------------------------------------------------------------------------------------------------ contract
 
 
-@pytest.mark.parametrize("backbone", list(BACKBONES))
+@pytest.mark.parametrize("backbone", [pytest.param(b, marks=pytest.mark.slow) if b == "efficientnet_b4" else b
+                                      for b in BACKBONES])  # a full B4 forward and backward: about a minute each
 @pytest.mark.parametrize("name", list(SPECIALISTS))
 def test_detector_contract(name, backbone, tmp_path):
     """Shapes, feature size, gradients, batch size 1, bf16 autocast and a safetensors round trip."""
@@ -100,6 +101,7 @@ def test_detector_contract(name, backbone, tmp_path):
         assert torch.equal(model(**inputs), reference)
 
 
+@pytest.mark.slow  # the ONNX exporter takes 20-40 s a model
 @pytest.mark.parametrize("name", ["cm", "av"])
 def test_onnx_export_runs_in_onnxruntime_with_the_same_logits(name, tmp_path):
     """A frame model and the clip+audio model; any batch size (the graph's batch axis is dynamic)."""

@@ -90,6 +90,7 @@ def test_predict_on_real_dfdc_videos(models_dir, dfdc_sample):
         assert all(s["probability"] is not None for s in row["specialists"].values())
 
 
+@pytest.mark.slow  # renders and encodes two videos, then scores them with all six models in a subprocess
 def test_predict_lists_every_face_of_a_two_person_video_and_turns_phone_videos_upright(models_dir, tmp_path):
     """Two people: both faces are scored, each with its box and probabilities, and the video's P(fake) is the
     most suspicious face's. A video stored sideways with a display matrix is scored upright."""

@@ -149,6 +149,7 @@ def corpus_digest(root: Path) -> dict[str, str]:
     return {rel: hashlib.sha256((root / rel).read_bytes()).hexdigest() for rel in relative_files(root)}
 
 
+@pytest.mark.slow  # generates three corpora
 def test_same_seed_gives_the_same_corpus(tmp_path):
     small = ["--videos", "8", "--seconds", "1", "--size", "72", "synth.dfdc_chunks=2"]
     run = [sys.executable, "-m", "interceptor", "synth"]

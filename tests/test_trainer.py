@@ -239,7 +239,7 @@ def test_eval_reports_the_specialization_matrix_and_the_recorded_cross_dataset_m
 
     cfg = load_config("demo", [f"curriculum={cm_run.parent.parent / 'curriculum.yaml'}",
                                                         f"eval.families={corpus / 'synth_manifest.json'}"])
-    collect_models(cfg, cm_run.parent, tmp_path / "models", ["cm"])
+    collect_models(cm_run.parent, tmp_path / "models", ["cm"])
     metrics = run_eval(tmp_path / "models", shards_root, tmp_path / "report", cfg, splits=["ffpp/test"])
     matrix = metrics["specialization"]
     assert matrix["columns"][-1] == "all fakes" and "CM" in matrix["columns"]

@@ -4,36 +4,59 @@ Each stage, and each chunk of a chunked stage (DFDC), is one run with its own ru
 specialist's run root: ``stage1-ffpp/``, ``stage2-celebdf/``, ``stage4-dfdc/chunk-09/``... A run starts from
 the best model of the run before it (``init: previous``), so the chain is FF++ -> Celeb-DF -> DFDC chunk by
 chunk, in the configured chunk order.
+
+The plan is recorded once, in ``RUN/<spec>/plan.json`` (:func:`record_plan`), and read back by export
+(:func:`read_plan`): editing the curriculum after training does not change what was trained or what is exported,
+and training the same run root with another plan is an error listing the differences.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from interceptor.config import ConfigError, apply_overrides, from_dict, read_yaml, resolve_path, to_dict
+from interceptor.models.export import WEIGHTS
 from interceptor.schema import Config, CurriculumConfig, StageConfig
+from interceptor.utils import atomic_write_json, read_json
+
+PLAN = "plan.json"  # RUN/<spec>/plan.json: the runs, their chain of models and their best folders, written once
+PLAN_FORMAT = 1
 
 
 @dataclass
 class StageRun:
-    """One training run: a stage (or one chunk of it) for one specialist."""
+    """One training run: a stage (or one chunk of it) for one specialist, as the run plan records it."""
 
     specialist: str
     stage_id: int
-    name: str  # e.g. "stage1-ffpp" or "stage4-dfdc chunk 09"
+    stage: str  # the stage's folder name, e.g. "stage4-dfdc"
+    name: str  # e.g. "stage 1 (ffpp)" or "stage 4 chunk 09"
     run_dir: Path
     train_sets: list[str]
     val_sets: list[str]
     epochs: int
+    distill: bool = False  # a distillation stage: its student leaves the chain of models
+    trains: bool = True  # False: no training samples, the run is skipped and the chain goes on without it
     init_from: Path | None = None  # an exported model directory to start from
     teacher: Path | None = None  # distillation: the exported model that teaches this run's student
     # A chunk after a stage's first: the checkpoints of the chunk before, whose weights, optimizer state and LR
     # schedule it continues, so that a chunked stage trains as one run (one warm-up, one cosine decay).
     continue_from: Path | None = None
-    schedule_steps: int = 0  # optimizer steps of the LR schedule this run is part of (0: its own steps)
+    # The last run of a stage: the model the stage ends with (its row of the cross-dataset matrix); else None.
+    stage_model: Path | None = None
+    schedule_steps: int = 0  # optimizer steps of the LR schedule this run is part of (0: its own steps); not planned
+
+    @property
+    def best(self) -> Path:
+        """Where the run exports its best model on validation."""
+        return self.run_dir / "best"
+
+
+PLANNED_PATHS = ("run_dir", "init_from", "teacher", "continue_from", "stage_model")
 
 
 def load_curriculum(cfg: Config) -> CurriculumConfig:
@@ -61,39 +84,128 @@ def stage_dir(stage: StageConfig) -> str:
     return f"stage{stage.id}-{stage.name}"
 
 
-def plan_runs(cfg: Config, specialist: str, run_root: Path, stage_ids: list[int] | None = None) -> list[tuple[StageRun, Config]]:
-    """The runs of the curriculum (or of the stages in ``stage_ids``) in order, each with its config."""
+def plan_runs(cfg: Config, specialist: str, run_root: Path, shards_root: Path) -> list[tuple[StageRun, Config]]:
+    """Every run of the curriculum in order, each with its config, and the chain of models between them.
+
+    A run starts from the best model of the last run before it that trains (``init: previous``); a later chunk of
+    a chunked stage continues the stage's last chunk that trained; a distillation stage's student is taught by
+    the chain's model and leaves the chain. Runs without training samples (``shards_root``'s manifests) train
+    nothing and pass the chain on.
+    """
+    from interceptor.data.shard_sets import resolve_shard_sets
+
     curriculum = load_curriculum(cfg)
-    known = {s.id: s for s in curriculum.stages}
-    for sid in stage_ids or []:
-        if sid not in known:
-            raise ConfigError(f"{cfg.curriculum}: no stage {sid} (stages: {', '.join(map(str, known))})")
     runs: list[tuple[StageRun, Config]] = []
-    previous_best: Path | None = None
+    chain: Path | None = None  # the best model of the last run that trained and continues the chain
     for stage in curriculum.stages:
         run_cfg = stage_config(cfg, stage, specialist)
-        chunks = stage.chunks or [None]
-        for chunk in chunks:
+        if stage.distill and chain is None:
+            raise ConfigError(f"{cfg.curriculum}: stage {stage.id} ({stage.name}) distils the model before it, but "
+                              "no stage before it trains one")
+        stage_last: StageRun | None = None  # the stage's last run that trained
+        for chunk in stage.chunks or [None]:
             if chunk is None:
-                run_dir, name = run_root / stage_dir(stage), f"stage {stage.id} ({stage.name})"
-                train = stage.train
+                run_dir, name, fill = run_root / stage_dir(stage), f"stage {stage.id} ({stage.name})", str
             else:
                 run_dir = run_root / stage_dir(stage) / f"chunk-{chunk:02d}"
                 name = f"stage {stage.id} chunk {chunk:02d}"
-                train = [p.replace("{chunk}", f"{chunk:02d}") for p in stage.train]
-            init = None if (stage.init == "none" or stage.distill) and chunk in (None, chunks[0]) else previous_best
-            later_chunk = chunk not in (None, chunks[0]) and not stage.distill
-            run = StageRun(specialist=specialist, stage_id=stage.id, name=name, run_dir=run_dir, train_sets=train,
-                           val_sets=[p.replace("{chunk}", f"{chunk:02d}") if chunk is not None else p
-                                     for p in stage.val],
-                           epochs=stage.epochs, init_from=init, teacher=previous_best if stage.distill else None,
-                           continue_from=run_dir.parent / f"chunk-{chunks[chunks.index(chunk) - 1]:02d}" / "checkpoints"
-                           if later_chunk else None)
-            if stage_ids is None or stage.id in stage_ids:
-                runs.append((run, run_cfg))
-            if not stage.distill:
-                previous_best = run_dir / "best"
+                fill = lambda p, c=chunk: p.replace("{chunk}", f"{c:02d}")  # noqa: E731
+            train = [fill(p) for p in stage.train]
+            samples = sum(s.samples for s in resolve_shard_sets(shards_root, train, f"{name}: train"))
+            if stage_last is not None:
+                init = stage_last.best
+            else:
+                init = None if stage.init == "none" or stage.distill else chain
+            run = StageRun(specialist=specialist, stage_id=stage.id, stage=stage_dir(stage), name=name,
+                           run_dir=run_dir, train_sets=train, val_sets=[fill(p) for p in stage.val],
+                           epochs=stage.epochs, distill=stage.distill, trains=samples > 0, init_from=init,
+                           teacher=chain if stage.distill else None,
+                           continue_from=stage_last.run_dir / "checkpoints" if stage_last is not None else None)
+            if run.trains:
+                stage_last = run
+                if not stage.distill:
+                    chain = run.best
+            runs.append((run, run_cfg))
+        runs[-1][0].stage_model = stage_last.best if stage.distill and stage_last is not None else chain
     return runs
+
+
+def plan_record(cfg: Config, runs: list[StageRun], run_root: Path) -> dict:
+    """The run plan as ``plan.json`` holds it: the curriculum it came from and the runs, paths relative to
+    ``run_root`` (so that a moved run directory keeps its plan)."""
+    def record(run: StageRun) -> dict:
+        fields = {f.name: getattr(run, f.name) for f in dataclasses.fields(run) if f.name != "schedule_steps"}
+        return {**fields, **{key: str(fields[key].relative_to(run_root)) if fields[key] is not None else None
+                             for key in PLANNED_PATHS}}
+
+    return {"format": PLAN_FORMAT, "curriculum": to_dict(load_curriculum(cfg)), "runs": [record(r) for r in runs]}
+
+
+def _leaves(value, key: str = "") -> dict[str, object]:
+    """A JSON value's leaves by path (``runs[3].trains``); lists of scalars are leaves."""
+    if isinstance(value, dict):
+        return {k: v for name, item in value.items()
+                for k, v in _leaves(item, f"{key}.{name}" if key else name).items()}
+    if isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        return {k: v for i, item in enumerate(value) for k, v in _leaves(item, f"{key}[{i}]").items()}
+    return {key: value}
+
+
+def plan_differences(recorded: dict, planned: dict) -> list[str]:
+    """What differs between two plan records, as ``path: recorded -> planned`` lines."""
+    old, new = _leaves(recorded), _leaves(planned)
+    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in dict.fromkeys([*old, *new])
+            if old.get(key) != new.get(key)]
+
+
+def select_stages(runs: list[tuple[StageRun, Config]], stage_ids: list[int] | None,
+                  cfg: Config) -> list[tuple[StageRun, Config]]:
+    """The runs of the stages in ``stage_ids`` (all of them for None); an unknown id is an error."""
+    known = list(dict.fromkeys(run.stage_id for run, _ in runs))
+    for sid in stage_ids or []:
+        if sid not in known:
+            raise ConfigError(f"{cfg.curriculum}: no stage {sid} (stages: {', '.join(map(str, known))})")
+    return [(run, run_cfg) for run, run_cfg in runs if stage_ids is None or run.stage_id in stage_ids]
+
+
+def _read_record(path: Path) -> dict:
+    try:
+        record = read_json(path, "run plan")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if not isinstance(record, dict) or record.get("format") != PLAN_FORMAT:
+        raise ConfigError(f"{path}: not a run plan of format {PLAN_FORMAT}")
+    return record
+
+
+def record_plan(cfg: Config, runs: list[StageRun], run_root: Path, write: bool) -> Path:
+    """Write the run plan to ``RUN/<spec>/plan.json`` once (atomically, where ``write``); a later training of the
+    same run root must plan the same runs, or stop with the differences: the runs already trained there were
+    trained to the recorded plan."""
+    path = run_root / PLAN
+    planned = plan_record(cfg, runs, run_root)
+    if path.is_file():
+        differences = plan_differences(_read_record(path), planned)
+        if differences:
+            raise ConfigError(f"{path} records another plan than this curriculum and these shards give "
+                              f"({'; '.join(differences[:5])}): the runs under {run_root} follow the recorded "
+                              f"one. Train into a new --run-dir, or delete {run_root} to start it over")
+    elif write:
+        atomic_write_json(path, planned)
+    return path
+
+
+def read_plan(run_root: Path) -> list[StageRun]:
+    """The runs of the plan training recorded under ``run_root`` (``plan.json``)."""
+    path = run_root / PLAN
+    if not path.is_file():
+        raise ConfigError(f"{path}: no run plan (training writes it when it starts): train first")
+    record = _read_record(path)
+    try:
+        return [StageRun(**{**run, **{key: run_root / run[key] if run[key] is not None else None
+                                      for key in PLANNED_PATHS}}) for run in record["runs"]]
+    except (KeyError, TypeError) as err:
+        raise ConfigError(f"{path}: not a run plan ({err})") from None
 
 
 def run_steps(samples: int, epochs: int, cfg: Config, world: int) -> int:
@@ -121,7 +233,7 @@ def share_schedules(runs: list[tuple[StageRun, Config]], shards_root: Path, worl
 def check_init(run: StageRun) -> None:
     """A run that starts from (or distils) a previous model needs that model; say which run to train first."""
     for needed, what in ((run.init_from, "starts from"), (run.teacher, "is taught by")):
-        if needed is not None and not (needed / "model.safetensors").is_file():
+        if needed is not None and not (needed / WEIGHTS).is_file():
             raise ConfigError(f"{run.name} {what} the previous run's best model, but {needed} does not exist: "
                               "train the earlier stage first (or set init: none for this stage)")
 

@@ -13,6 +13,8 @@ them, each specialist in its own separate torchrun job (see ``interceptor/train/
 
 Runs go to ``RUN/<specialist>/stage<id>-<name>[/chunk-KK]``. Finished runs (``done.json``) are skipped and an
 interrupted one resumes from its latest checkpoint, so rerunning the same command continues where it stopped.
+The run plan (every run of the curriculum and the models between them) is recorded once in
+``RUN/<specialist>/plan.json``; a later training of that root must plan the same runs (see ``curriculum.py``).
 On SIGTERM/SIGINT/SIGUSR1 every rank checkpoints, ``RUN/<specialist>/preempted.json`` is written and the
 processes exit with code 75.
 """
@@ -84,20 +86,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def train_specialist(args: argparse.Namespace, specialist: str) -> int:
     """Train one specialist on the processes of this torchrun job (collective: every rank runs it)."""
-    from interceptor.train.curriculum import plan_runs, validate_runs
     from interceptor.data.shard_sets import DataError
+    from interceptor.train.curriculum import plan_runs, record_plan, select_stages, validate_runs
 
     # Everything that can be checked without a process group is checked first: config errors come in seconds.
     cfg = load_config(args.config, args.overrides)
     stage_ids = [int(s) for s in args.stage.split(",")] if args.stage else None
     root = args.run_dir / specialist
-    runs = plan_runs(cfg, specialist, root, stage_ids)
     try:
+        plan = plan_runs(cfg, specialist, root, args.shards)
+        runs = select_stages(plan, stage_ids, cfg)
         validate_runs(runs, args.shards)
     except DataError as err:
         print(f"data error: {err}", file=sys.stderr)
         return 2
     check_engine_config(cfg)
+    record_plan(cfg, [run for run, _ in plan], root, write=int(os.environ.get("RANK", "0")) == 0)
 
     from interceptor.train.trainer import PreemptionFlag
 
@@ -109,6 +113,7 @@ def train_specialist(args: argparse.Namespace, specialist: str) -> int:
 
 def train_runs(args: argparse.Namespace, specialist: str, runs: list, preemption: PreemptionFlag) -> int:
     """Train the planned runs in order on this torchrun job's process group; returns the exit code."""
+    from interceptor.models.export import WEIGHTS
     from interceptor.train.checkpoint import CheckpointError
     from interceptor.train.crossdata import update_cross_dataset
     from interceptor.train.curriculum import check_init, share_schedules
@@ -126,24 +131,14 @@ def train_runs(args: argparse.Namespace, specialist: str, runs: list, preemption
         marker.unlink(missing_ok=True)
     barrier()
     share_schedules(runs, args.shards, dist.world)
-    last_trained = runs[0][0].init_from if runs else None  # the model the next run starts from
     try:
-        for index, (run, run_cfg) in enumerate(runs):
+        for run, run_cfg in runs:
             if any_rank(preemption.received is not None, dist.device):
                 raise Preempted(f"{specialist}: stopped by signal before {run.name}; nothing new to checkpoint")
-            stage_ends = index + 1 == len(runs) or runs[index + 1][0].stage_id != run.stage_id
-            if run.init_from is not None:
-                run.init_from = last_trained  # past chunks that had nothing to train on
-            if index == 0 or runs[index - 1][0].stage_id != run.stage_id:
-                previous_chunk = None  # checkpoints of the current stage's last chunk that trained
-            if run.continue_from is not None:
-                run.continue_from = previous_chunk
-            if run.teacher is not None:
-                run.teacher = last_trained
             done = run.run_dir / "done.json"
             if args.resume == "auto" and done.is_file():
                 log.info("%s: %s already finished, skipping", specialist, run.name)
-            elif not has_training_data(run, args.shards):
+            elif not run.trains:
                 if dist.is_main:
                     log.warning("%s: %s has no training samples (%s), skipping it", specialist, run.name,
                                 ", ".join(run.train_sets))
@@ -154,12 +149,8 @@ def train_runs(args: argparse.Namespace, specialist: str, runs: list, preemption
                 summary = Trainer(run_cfg, run, args.shards, dist, resume=args.resume == "auto").fit(preemption)
                 log.info("%s: %s finished: best %s %.4f at step %d", specialist, run.name, summary["metric"],
                          summary["best_metric"], summary["best_step"])
-            if run.teacher is None and (run.run_dir / "best" / "model.safetensors").is_file():
-                last_trained = run.run_dir / "best"  # a distilled student does not continue the chain
-                previous_chunk = run.run_dir / "checkpoints"
-            stage_model = run.run_dir / "best" if run.teacher is not None else last_trained
-            if stage_ends and stage_model is not None and (stage_model / "model.safetensors").is_file():
-                update_cross_dataset(run_cfg, run.stage_id, stage_model, args.shards, root, dist)
+            if run.stage_model is not None and (run.stage_model / WEIGHTS).is_file():
+                update_cross_dataset(run_cfg, run.stage_id, run.stage_model, args.shards, root, dist)
     except Preempted as stop:
         log.warning("%s", stop)
         if dist.is_main:
@@ -183,12 +174,6 @@ def check_engine_config(cfg) -> None:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     deepspeed_config(cfg, resolve_precision(cfg.train.precision, device))
-
-
-def has_training_data(run, shards_root: Path) -> bool:
-    from interceptor.data.shard_sets import resolve_shard_sets
-
-    return sum(s.samples for s in resolve_shard_sets(shards_root, run.train_sets, f"{run.name}: train")) > 0
 
 
 def train_parallel(args: argparse.Namespace, specialists: list[str]) -> int:

@@ -37,17 +37,21 @@ def class_weights(counts: Sequence[int]) -> torch.Tensor:
     return counts_t.sum() / (len(counts_t) * counts_t)
 
 
-def build_loss(name: str, class_counts: Sequence[int] | None = None, focal_gamma: float = 2.0) -> nn.Module:
-    """The loss named by config (``train.loss``); ``weighted_ce`` takes its weights from the manifest counts."""
-    if name == "ce":
-        return nn.CrossEntropyLoss()
-    if name == "focal":
-        return FocalLoss(gamma=focal_gamma)
-    if name == "weighted_ce":
+def build_loss(name: str, class_counts: Sequence[int] | None = None, focal_gamma: float = 2.0,
+               balance: str = "stream") -> nn.Module:
+    """The loss named by config (``train.loss``). Class weights from the manifest counts apply to ``weighted_ce``,
+    and to every loss under ``data.balance=loss`` (the loss, not the sampler, then balances the classes)."""
+    if name not in LOSSES:
+        raise ValueError(f"train.loss: unknown loss {name!r} (choose from {', '.join(LOSSES)})")
+    weight = None
+    if name == "weighted_ce" or balance == "loss":
         if class_counts is None:
-            raise ValueError("train.loss=weighted_ce needs class counts from the shard manifests")
-        return nn.CrossEntropyLoss(weight=class_weights(class_counts))
-    raise ValueError(f"train.loss: unknown loss {name!r} (choose from {', '.join(LOSSES)})")
+            raise ValueError(f"train.loss={name} with data.balance={balance} needs class counts from the shard "
+                             "manifests")
+        weight = class_weights(class_counts)
+    if name == "focal":
+        return FocalLoss(gamma=focal_gamma, weight=weight)
+    return nn.CrossEntropyLoss(weight=weight)
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,

@@ -52,6 +52,7 @@ def run_parallel(specialists: list[str], devices: int, group_size: int, launcher
     queue = costliest_first(specialists)  # so the slots finish together
     running: list[Job] = []
     results: dict[str, int] = {}
+    spans: dict[str, dict[str, float]] = {}  # per specialist: when its job started and ended (Unix time)
     concurrent = max(1, min(len(specialists), devices // group_size))
     threads = max(1, (os.cpu_count() or 1) // (concurrent * group_size))
     stopping = {"signal": None}
@@ -77,6 +78,7 @@ def run_parallel(specialists: list[str], devices: int, group_size: int, launcher
                 running.remove(job)
                 free = sorted(free + job.devices)
                 results[job.specialist] = code
+                spans[job.specialist] = {"started": job.started, "ended": time.time()}
                 state = "finished" if code == 0 else f"FAILED (exit {code}, log {job.log_path})"
                 log.info("%s %s after %.0f s", job.specialist, state, time.time() - job.started)
             if stopping["signal"] is not None and not running:
@@ -89,7 +91,7 @@ def run_parallel(specialists: list[str], devices: int, group_size: int, launcher
     failed = [s for s, code in results.items() if code != 0 and s not in preempted]
     not_started = queue
     summary = {"finished": [s for s, c in results.items() if c == 0], "failed": failed, "preempted": preempted,
-               "not_started": not_started, "exit_codes": results}
+               "not_started": not_started, "exit_codes": results, "spans": spans}
     atomic_write_json(run_root / "parallel_summary.json", summary)
     log.info("specialists finished: %s; failed: %s; preempted: %s; not started: %s",
              summary["finished"] or "none", failed or "none", preempted or "none", not_started or "none")

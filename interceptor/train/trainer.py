@@ -10,7 +10,7 @@ runs it in its own run directory:
     run_dir/checkpoints/       DeepSpeed checkpoints (latest, best, last k), resumable
     run_dir/lock.json          the run holding the directory (interceptor/train/runlock.py)
     run_dir/best/              the best model on validation, exported as safetensors + JSON
-    run_dir/done.json          written when the run completed
+    run_dir/done.json          written when the run completed (steps, best metric, the checkpoint it resumed from)
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from interceptor.data.streams import TrainStream, loader
 from interceptor.distributed import STOP_SIGNALS, DistInfo, all_gather_objects, any_rank, barrier, from_main
 from interceptor.inputs import InputSpec, model_inputs
 from interceptor.models import build_model
-from interceptor.models.export import export_model, load_model
+from interceptor.models.export import WEIGHTS, export_model, load_model
 from interceptor.schema import Config
 from interceptor.scoring import predict_clips
 from interceptor.train.checkpoint import CheckpointError, CheckpointManager, step_tag
@@ -129,7 +129,7 @@ class Trainer:
         seed_everything(cfg.train.seed + self.dist.rank)
         model = build_model(run.specialist, **to_dict(cfg.model))
         if run.init_from is not None:
-            model.load_state_dict(load_file(str(run.init_from / "model.safetensors")), strict=True)
+            model.load_state_dict(load_file(str(run.init_from / WEIGHTS)), strict=True)
             log.info("%s: starting from %s", run.name, run.init_from)
         # Parameters stay contiguous under train.channels_last (DeepSpeed's broadcast and flat buffers view them as
         # bytes); the inputs are channels_last, and convolutions then run and return channels_last.
@@ -142,9 +142,8 @@ class Trainer:
         if run.teacher is not None:  # distillation: a frozen teacher scores every training batch too
             self.teacher = load_model(run.teacher, map_location="cpu").to(self.dist.device).eval().requires_grad_(False)
             log.info("%s: distilling %s into a %s student", run.name, run.teacher, cfg.model.backbone)
-        counts = self.class_counts if cfg.train.loss == "weighted_ce" or cfg.data.balance == "loss" else None
-        loss_name = "weighted_ce" if cfg.data.balance == "loss" and cfg.train.loss == "ce" else cfg.train.loss
-        self.loss_fn = build_loss(loss_name, counts, cfg.train.focal_gamma).to(self.dist.device)
+        self.loss_fn = build_loss(cfg.train.loss, self.class_counts, cfg.train.focal_gamma,
+                                  cfg.data.balance).to(self.dist.device)
         self.dtype = PRECISION_DTYPES[self.precision]
 
     def _write_run_info(self) -> None:
@@ -257,7 +256,8 @@ class Trainer:
         finally:
             self.monitor.close()
         summary = {"best_metric": self.best_metric, "best_step": self.best_step,
-                   "metric": self.cfg.train.selection_metric, "steps": self.engine.global_steps}
+                   "metric": self.cfg.train.selection_metric, "steps": self.engine.global_steps,
+                   "resumed_from": tag}
         if self.dist.is_main:
             atomic_write_json(self.run.run_dir / "done.json", summary)
         barrier()
