@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from interceptor.config import ConfigError, load_config
-from interceptor.export import collect_models, model_dirs
+from interceptor.export import collect_models
 from interceptor.models.export import DESCRIPTION, WEIGHTS
-from interceptor.models_dir import CROSS_DATASET
+from interceptor.models_dir import CROSS_DATASET, model_dirs
+from interceptor.shards.manifest import FORMAT, ShardFile, ShardManifest
 from interceptor.train.curriculum import PLAN, plan_runs, read_plan, record_plan, select_stages
 
 from conftest import REPO
@@ -33,10 +34,12 @@ def write_shard_set(directory: Path, samples: int) -> None:
     """A shard set with one (empty) tar listing ``samples`` samples: all that planning reads is the manifest."""
     directory.mkdir(parents=True)
     tarfile.open(directory / "shard-000-00000.tar", "w").close()
-    shards = [{"name": "shard-000-00000.tar", "samples": samples}] if samples else []
-    (directory / "manifest.json").write_text(json.dumps({
-        "builder_version": 2, "shards": shards, "samples_by_label": {"0": samples // 2, "1": samples - samples // 2},
-        "total_samples": samples, "settings": {"margin": 0.3}}))
+    shards = [ShardFile("shard-000-00000.tar", samples, 0, "")] if samples else []
+    by_label = {"0": samples // 2, "1": samples - samples // 2}
+    ShardManifest(FORMAT, 2, directory.parts[-2], directory.name, directory.name, None, 1, samples, samples, by_label,
+                  {}, by_label, {}, 0, shards, [], [], [], [], faces=samples, fake_faces_unchanged=0,
+                  fakes_without_original=0, fakes_without_changed_face=0, protocol="test",
+                  settings={"margin": 0.3}).save(directory / "manifest.json")
 
 
 @pytest.fixture(scope="module")
