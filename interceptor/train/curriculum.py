@@ -15,6 +15,7 @@ from pathlib import Path
 
 from interceptor.config import ConfigError, apply_overrides, from_dict, read_yaml, resolve_path, to_dict
 from interceptor.schema import Config, CurriculumConfig, StageConfig
+from interceptor.train.frame_samples import epoch_samples
 
 
 @dataclass
@@ -112,7 +113,8 @@ def share_schedules(runs: list[tuple[StageRun, Config]], shards_root: Path, worl
     chunked = [(run, cfg) for run, cfg in runs if run.run_dir.name.startswith("chunk-")]
     totals: dict[int, int] = {}
     for run, cfg in chunked:
-        samples = sum(s.samples for s in resolve_shard_sets(shards_root, run.train_sets, f"{run.name}: train"))
+        clips = sum(s.samples for s in resolve_shard_sets(shards_root, run.train_sets, f"{run.name}: train"))
+        samples = epoch_samples(clips, run.specialist, cfg.data)
         totals[run.stage_id] = totals.get(run.stage_id, 0) + run_steps(samples, run.epochs, cfg, world)
     for run, _ in chunked:
         run.schedule_steps = totals[run.stage_id]

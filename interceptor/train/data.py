@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from interceptor import LABEL_FAKE, LABEL_REAL
 from interceptor.schema import DataConfig
 from interceptor.train.distributed import STOP_SIGNALS
+from interceptor.train.frame_samples import frame_names, frame_samples, samples_per_clip
 from interceptor.train.pseudo_fakes import pseudo_fake_maker
 from interceptor.utils import read_json
 
@@ -122,10 +123,6 @@ def _decode_image(data: bytes) -> np.ndarray:
     return image[..., ::-1]  # BGR -> RGB
 
 
-def _frame_names(sample: dict) -> list[str]:
-    return sorted(k for k in sample if k.startswith("f") and k.endswith((".png", ".jpg")) and k[1:3].isdigit())
-
-
 @dataclass(frozen=True)
 class InputSpec:
     """What the model consumes: which keyword inputs to build, and at what size."""
@@ -210,7 +207,7 @@ class _EncodedFrames:
     """A shard sample's frames, decoded only when indexed (a frame model uses one of them)."""
 
     def __init__(self, sample: dict):
-        self.sample, self.names = sample, _frame_names(sample)
+        self.sample, self.names = sample, frame_names(sample)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -222,7 +219,7 @@ class _EncodedFrames:
 def frames_to_decode(sample: dict, spec: InputSpec, rng: np.random.Generator | None,
                      eval_frames: str = "middle") -> list[str]:
     """The keys of the frames ``decode_sample`` decodes (its :func:`chosen_frames`)."""
-    names = _frame_names(sample)
+    names = frame_names(sample)
     return [names[i] for i in chosen_frames(len(names), spec, rng, eval_frames)]
 
 
@@ -448,6 +445,9 @@ class TrainStream(IterableDataset):
                 raise DataError(f"data.pseudo_fakes={cfg.pseudo_fakes} needs data.balance=stream (pseudo-fakes are "
                                 "a share of the fake stream)")
             self.pseudo_fake = functools.partial(pseudo_fake_maker(specialist), margin=shard_sets[0].margin)
+        if cfg.frame_samples_per_clip < 1:
+            raise DataError(f"data.frame_samples_per_clip: at least 1, got {cfg.frame_samples_per_clip}")
+        self.per_clip = samples_per_clip(spec.kind, cfg)
         self.skip = dict(skip or {})
         self.first_worker = first_worker
         workers = max(1, cfg.workers)
@@ -481,7 +481,9 @@ class TrainStream(IterableDataset):
             mixed = _mixed(streams, self.cfg.class_mix, self.cfg.pseudo_fakes if self.pseudo_fake else 0.0, rng)
         else:
             mixed = _class_stream(urls, None, random.Random(repr((*stream_seed, "all"))), self.cfg.sampling, counters)
-        raw = _shuffled(mixed, self.cfg.shuffle_buffer, rng)
+        if self.spec.kind == "frame":
+            mixed = frame_samples(mixed, self.per_clip, random.Random(repr((*stream_seed, "frames"))))
+        raw = _shuffled(mixed, self.cfg.shuffle_buffer * self.per_clip, rng)
         consumed = 0
         for _ in range(self.skip.get(worker, 0)):
             next(raw)

@@ -34,6 +34,7 @@ from interceptor.models.export import export_model, load_model
 from interceptor.schema import Config
 from interceptor.train.checkpoint import CheckpointError, CheckpointManager, step_tag
 from interceptor.train.curriculum import StageRun, check_margins, run_steps
+from interceptor.train.frame_samples import epoch_samples
 from interceptor.train.data import InputSpec, TrainStream, loader, model_inputs, resolve_shard_sets
 from interceptor.train.distributed import STOP_SIGNALS, DistInfo, all_gather_objects, any_rank, barrier, from_main
 from interceptor.train.evaluate import predict_clips
@@ -112,7 +113,7 @@ class Trainer:
         self.val_sets = resolve_shard_sets(shards_root, run.val_sets, f"{run.name}: val")
         self.class_counts = tuple(sum(s.class_counts[c] for s in self.train_sets) for c in (0, 1))
         check_margins(cfg, self.train_sets + self.val_sets)
-        samples = sum(s.samples for s in self.train_sets)
+        samples = epoch_samples(sum(s.samples for s in self.train_sets), run.specialist, cfg.data)
         self.total_steps = max(1, run_steps(samples, run.epochs, cfg, dist.world))
         self.steps_per_epoch = self.total_steps // run.epochs
         self.schedule_steps = max(run.schedule_steps, self.total_steps)  # a chunked stage's, or this run's
