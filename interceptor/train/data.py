@@ -28,7 +28,6 @@ from typing import Callable, Iterator, Sequence
 import cv2
 import numpy as np
 import torch
-import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from interceptor import LABEL_FAKE, LABEL_REAL
@@ -36,6 +35,7 @@ from interceptor.schema import DataConfig
 from interceptor.train.distributed import STOP_SIGNALS
 from interceptor.train.frame_samples import frame_names, frame_samples, samples_per_clip
 from interceptor.train.pseudo_fakes import pseudo_fake_maker
+from interceptor.train.shard_reading import tar_samples
 from interceptor.utils import read_json
 
 log = logging.getLogger(__name__)
@@ -349,12 +349,12 @@ def model_inputs(batch: dict, spec: InputSpec, device: torch.device, dtype: torc
 # ------------------------------------------------------------------------------------------------ streams
 
 
-def _raw_samples(urls: list[str], counters: dict) -> Iterator[dict]:
-    """Tar entries grouped into samples; unreadable tars are counted and skipped, never fatal."""
+def _raw_samples(urls: list[str], counters: dict, keep: Callable[[dict], bool] | None = None) -> Iterator[dict]:
+    """Tar entries grouped into samples (those ``keep`` wants: :func:`tar_samples`); unreadable tars are counted
+    and skipped, never fatal."""
     for url in urls:
         try:
-            for sample in wds.tarfile_samples([{"url": url}]):
-                yield sample
+            yield from tar_samples(url, keep)
         except Exception as err:  # noqa: BLE001 - a corrupt shard must not stop training
             counters["corrupt_shards"] += 1
             log.warning("skipping unreadable shard %s: %s", url, err)
@@ -378,7 +378,7 @@ def _class_stream(urls: list[str], label: int | None, rng: random.Random, sampli
     """Endless samples of one class (all classes for ``label`` None) from shards in ``_shard_order``."""
     barren = 0  # shards read since the last sample of this class
     for url in _shard_order(urls, rng, sampling):
-        for sample in _raw_samples([url], counters):
+        for sample in _raw_samples([url], counters, None if label is None else functools.partial(_wanted_by, label)):
             try:
                 keep = label is None or _label(sample) == label
             except (KeyError, ValueError):
@@ -394,6 +394,15 @@ def _class_stream(urls: list[str], label: int | None, rng: random.Random, sampli
                     "use data.sampling=resample or data.balance=loss") if sampling == "partition" else ""
             raise DataError(f"no readable samples of {which} in shards {urls[:3]}{'...' if len(urls) > 3 else ''}"
                             f"{hint}")
+
+
+def _wanted_by(label: int, sample: dict) -> bool:
+    """Whether a class stream reads the rest of ``sample``: its class is ``label``, or its label is unreadable
+    (the stream then counts it as corrupt)."""
+    try:
+        return _label(sample) == label
+    except (KeyError, ValueError):
+        return True
 
 
 def _mixed(streams: list[Iterator[dict]], class_mix: list[float], pseudo_share: float,
@@ -544,7 +553,14 @@ def loader(dataset: IterableDataset, cfg: DataConfig, seed: int = 0) -> DataLoad
     workers = max(0, cfg.workers)
     return DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=torch.cuda.is_available(),
                       prefetch_factor=cfg.prefetch if workers else None, persistent_workers=False,
-                      generator=torch.Generator().manual_seed(seed), worker_init_fn=ignore_outside_stop_signals)
+                      generator=torch.Generator().manual_seed(seed), worker_init_fn=init_worker)
+
+
+def init_worker(worker_id: int) -> None:
+    """A loader worker: one core's work (torch sets its own threads to 1 there; OpenCV's pool would otherwise
+    start a thread per core in every worker), and the stop signals left to the training process."""
+    cv2.setNumThreads(1)
+    ignore_outside_stop_signals(worker_id)
 
 
 def ignore_outside_stop_signals(worker_id: int) -> None:
