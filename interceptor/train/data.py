@@ -120,7 +120,7 @@ def _decode_image(data: bytes) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError("undecodable frame")
-    return image[..., ::-1]  # BGR -> RGB
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)  # in place: a contiguous array copies fast later
 
 
 @dataclass(frozen=True)
