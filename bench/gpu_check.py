@@ -9,12 +9,12 @@ For each specialist, in one process group of one on the GPU (``init_distributed`
 - the trainer's own step (``Trainer.train_step``: the DeepSpeed engine, FP16 with dynamic loss scaling,
   channels_last inputs) on in-memory batches of random pixels at ``--size`` px and ``--batch`` samples, with
   DeepSpeed's loss-scale window shortened to 2 steps so that the scale must move within the run (up after clean
-  steps, down on an overflow); it fails when the scale did not move, when a loss was non-finite (a skipped
+  steps, down on an overflow); it fails when the scale never changed, when a loss was non-finite (a skipped
   micro-batch) or when a parameter is non-finite afterwards;
 - samples/s per GPU over ``--steps`` steps after two warm-up steps, against 331 img/s (NVIDIA's
   EfficientNet-B4 at 380 px with AMP on one A100) and 700 img/s (about an H100);
 - a checkpoint saved through the trainer's ``CheckpointManager``, loaded into a fresh trainer on the same GPU
-  (weights, optimizer and loss scale equal), which then trains a step with a finite loss.
+  (weights and loss scale equal), which then trains a step with a finite loss.
 
 Then every specialist is exported with random weights and ``interceptor predict --device cuda`` is timed on the
 videos of ``--videos`` (the real DFDC sample). Exits non-zero when a check fails. ``bench/gpu_check.sh`` installs
@@ -68,10 +68,12 @@ class Steps:
 
     def __init__(self, trainer: Trainer, batches: list[dict]):
         self.trainer, self.batches, self.window = trainer, itertools.cycle(batches), new_window()
+        self.scales = [loss_scale(trainer.engine)]  # the FP16 loss scale before the first step and after each
 
     def run(self, steps: int) -> None:
         for _ in range(steps):
             self.window = self.trainer.train_step(self.batches, self.window)
+            self.scales.append(loss_scale(self.trainer.engine))
 
 
 def new_trainer(cfg: Config, specialist: str, run_dir: Path, dist) -> Trainer:
@@ -93,17 +95,16 @@ def check_specialist(cfg: Config, specialist: str, dist, steps: int) -> dict:
         batches = synthetic_batches(cfg, input_spec(cfg, specialist), 4)
         trainer = new_trainer(cfg, specialist, run_dir, dist)
         loop = Steps(trainer, batches)
-        initial_scale = loss_scale(trainer.engine)
         seconds(loop, 2, dist.device)  # warm-up: cuDNN's algorithm choice, DeepSpeed's first step
-        elapsed = seconds(loop, steps, dist.device)
-        scales = (initial_scale, loss_scale(trainer.engine))
+        elapsed = seconds(loop, steps, dist.device)  # includes reading the loss scale after each step
+        scales = loop.scales
         rate = steps * cfg.data.batch_size / elapsed
         if trainer.counters["nonfinite_skipped"]:
             raise CheckFailed(f"{specialist}: {trainer.counters['nonfinite_skipped']} micro-batches had a non-finite "
                               "loss")
         if not finite_parameters(trainer):
             raise CheckFailed(f"{specialist}: non-finite parameters after {steps + 2} steps")
-        if scales[0] == scales[1]:
+        if len(set(scales)) == 1:
             raise CheckFailed(f"{specialist}: the FP16 loss scale stayed at {scales[0]:g} over {steps + 2} steps")
         saved = trainer.ckpt.save(trainer.engine, "check", trainer._client_state())
         reference = {n: p.detach().clone() for n, p in trainer.engine.module.named_parameters()}
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = [] if backend == "nccl" else [f"the process group's backend is {backend}, not nccl"]
     specialists = parse_specialists(args.specialist)
     print(f"| specialist | samples/s per GPU | ÷ {GPU_RATES[0]} (A100) | ÷ {GPU_RATES[1]} (H100) | loss scale "
-          "before → after | checkpoint MB, resumed |\n| --- | ---: | ---: | ---: | --- | ---: |", flush=True)
+          "before the first step and after each | checkpoint MB, resumed |\n| --- | ---: | ---: | ---: | --- | ---: |", flush=True)
     for specialist in specialists:
         try:
             r = check_specialist(cfg, specialist, dist, args.steps)
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {specialist.upper()} | FAILED: {err} | | | | |", flush=True)
             continue
         print(f"| {specialist.upper()} | {r['rate']:.0f} | {r['rate'] / GPU_RATES[0]:.2f} | "
-              f"{r['rate'] / GPU_RATES[1]:.2f} | {r['scales'][0]:g} → {r['scales'][1]:g} | "
+              f"{r['rate'] / GPU_RATES[1]:.2f} | {' → '.join(f'{v:g}' for v in r['scales'])} | "
               f"{r['checkpoint_mb']:.0f}, ok |", flush=True)
     if args.videos:
         videos = sorted(args.videos.rglob("*.mp4"))
