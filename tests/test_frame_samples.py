@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from interceptor.config import load_config
+from interceptor.config import ConfigError, load_config
 from interceptor.train.data import InputSpec, TrainStream, resolve_shard_sets
 from interceptor.train.frame_samples import epoch_samples, frame_samples
 
@@ -51,6 +51,8 @@ def test_a_clip_gives_every_frame_in_order_when_asked_for_as_many_or_more():
 def test_an_epoch_counts_frame_samples_for_frame_models_and_clips_for_clip_models():
     data = load_config("configs/demo.yaml", ["data.frame_samples_per_clip=8"]).data
     assert [epoch_samples(100, s, data) for s in ("ll", "bg", "cm", "rr", "tm", "av")] == [800] * 4 + [100] * 2
+    with pytest.raises(ConfigError, match="data.frame_samples_per_clip: at least 1, got 0"):
+        epoch_samples(100, "ll", load_config("configs/demo.yaml", ["data.frame_samples_per_clip=0"]).data)
 
 
 # ------------------------------------------------------------------------------ the training stream

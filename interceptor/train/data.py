@@ -454,8 +454,6 @@ class TrainStream(IterableDataset):
                 raise DataError(f"data.pseudo_fakes={cfg.pseudo_fakes} needs data.balance=stream (pseudo-fakes are "
                                 "a share of the fake stream)")
             self.pseudo_fake = functools.partial(pseudo_fake_maker(specialist), margin=shard_sets[0].margin)
-        if cfg.frame_samples_per_clip < 1:
-            raise DataError(f"data.frame_samples_per_clip: at least 1, got {cfg.frame_samples_per_clip}")
         self.per_clip = samples_per_clip(spec.kind, cfg)
         self.skip = dict(skip or {})
         self.first_worker = first_worker

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from typing import Iterator
 
+from interceptor.config import ConfigError
 from interceptor.schema import DataConfig
 
 FRAME_SUFFIXES = (".png", ".jpg")
@@ -26,6 +27,8 @@ def frame_names(sample: dict) -> list[str]:
 def samples_per_clip(input_kind: str, cfg: DataConfig) -> int:
     """Training samples one clip read gives a model of ``input_kind``: ``data.frame_samples_per_clip`` for
     frame models, 1 for clip models."""
+    if cfg.frame_samples_per_clip < 1:
+        raise ConfigError(f"data.frame_samples_per_clip: at least 1, got {cfg.frame_samples_per_clip}")
     return cfg.frame_samples_per_clip if input_kind == "frame" else 1
 
 

@@ -34,11 +34,11 @@ from interceptor.models.export import export_model, load_model
 from interceptor.schema import Config
 from interceptor.train.checkpoint import CheckpointError, CheckpointManager, step_tag
 from interceptor.train.curriculum import StageRun, check_margins, run_steps
-from interceptor.train.frame_samples import epoch_samples
 from interceptor.train.data import InputSpec, TrainStream, loader, model_inputs, resolve_shard_sets
 from interceptor.train.distributed import STOP_SIGNALS, DistInfo, all_gather_objects, any_rank, barrier, from_main
 from interceptor.train.evaluate import predict_clips
 from interceptor.train.engine import PRECISION_DTYPES, build_engine, loss_scale, resolve_precision
+from interceptor.train.frame_samples import epoch_samples
 from interceptor.train.losses import build_loss, distillation_loss
 from interceptor.train.monitor import RunMonitor
 from interceptor.train.runlock import RunLock, RunLocked
