@@ -21,7 +21,7 @@ SIZE = 32
 
 
 def clip_sample(key: str, label: int) -> dict:
-    """A raw shard sample whose frame t is a flat image of level 10 * t + label (so a crop tells its frame)."""
+    """A raw shard sample of 8 frame files (placeholder bytes: splitting a clip decodes nothing) and audio."""
     sample = {"__key__": key, "cls": str(label).encode(), "json": b"{}", "audio.npy": b"audio"}
     for t in range(FRAMES):
         sample[f"f{t:02d}.png"] = f"png {t}".encode()
