@@ -2,6 +2,7 @@
 #   make demo   the end-to-end demo on the synthetic corpus
 #   make test   the test suite
 #   make test-fast   its unit tests alone (no torchrun, no corpus): under a minute on 2 cores
+#   make gpu-carry   what bench/gpu_check.sh needs on a GPU machine without network (.gpu/)
 # Each creates .venv and installs what it needs when missing.
 
 PYTHON ?= python3
@@ -13,7 +14,7 @@ DEMO_DIR ?= demo
 DFDC_SAMPLE ?= $(or $(INTERCEPTOR_DFDC_SAMPLE),../shared/data/dfdc_sample)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast install clean-demo
+.PHONY: demo test test-fast install clean-demo gpu-carry
 
 install: $(STAMP)
 
@@ -36,3 +37,18 @@ test-fast: $(STAMP)
 
 clean-demo:
 	rm -rf $(DEMO_DIR)
+
+# bench/gpu_check.sh on a GPU machine without network needs the packages its CUDA image lacks, as wheels for its
+# Python (GPU_PYTHON), and the real DFDC sample for predict: gathered into .gpu/ (ignored; carry it along).
+GPU_PYTHON ?= 3.12
+GPU_CARRY ?= .gpu
+DFDC_SAMPLE ?= ../shared/data/dfdc_sample
+gpu-carry: $(STAMP)
+	mkdir -p $(GPU_CARRY)/wheels
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation -c constraints.txt -w $(GPU_CARRY)/wheels deepspeed
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) \
+	    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	    --platform any -c constraints.txt -d $(GPU_CARRY)/wheels \
+	    webdataset braceexpand av hjson pydantic pydantic_core annotated-types typing-inspection
+	rm -rf $(GPU_CARRY)/dfdc_sample
+	cp -r --no-preserve=mode $(DFDC_SAMPLE) $(GPU_CARRY)/dfdc_sample

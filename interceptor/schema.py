@@ -64,6 +64,9 @@ class ShardsConfig:
     crop_size: int = 380  # side of the square face crops, in pixels
     margin: float = 0.333  # crop margin on each side, as a fraction of the face box (DFDC winners: 1/3)
     image_format: Literal["png", "jpg"] = "png"  # png is lossless; jpg only with quality >= 95
+    # PNG row filter: "up" decodes about 1.6x faster than libpng's per-row "adaptive" choice for 9% more bytes
+    # (BENCHMARKS.md, "Loader at production settings"); the pixels are the same either way.
+    png_filter: Literal["up", "adaptive"] = "up"
     jpeg_quality: int = 95
     frames_per_clip: int = 8
     frame_stride: int = 2  # take every n-th frame inside a clip
@@ -110,7 +113,11 @@ class DataConfig:
     eval_batch_size: int = 64
     workers: int = 4  # loader worker processes per rank
     prefetch: int = 2  # batches prefetched per worker
-    shuffle_buffer: int = 256  # clips held per worker for shuffling
+    shuffle_buffer: int = 256  # clips held per worker for shuffling (frame models: their frame samples)
+    # Frame specialists (LL, BG, CM, RR) train on this many distinct frames of each clip they read, as separate
+    # samples (at most the clip's frames; interceptor/data/frame_samples.py), and an epoch counts those samples.
+    # 8 reads each frame once per use; 1 reads a whole clip (8 frames at production settings) to train on one.
+    frame_samples_per_clip: int = 8
     # Class balance: "stream" mixes one stream per class by class_mix weights (WeightedRandomSampler's
     # equivalent); "loss" samples plainly and weights the loss (ce or focal) by the manifests' class counts.
     balance: Literal["stream", "loss"] = "stream"

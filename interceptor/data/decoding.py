@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from interceptor import LABEL_FAKE
+from interceptor.data.frame_samples import frame_names
 from interceptor.inputs import InputSpec, chosen_frames, clip_item, resize_frames, stack_inputs
 
 PSEUDO_FAKE = "__pseudo_fake__"  # raw-sample entry: drawn as a pseudo-fake; its value: a partner real's audio
@@ -39,11 +40,7 @@ def _decode_image(data: bytes) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError("undecodable frame")
-    return image[..., ::-1]  # BGR -> RGB
-
-
-def _frame_names(sample: dict) -> list[str]:
-    return sorted(k for k in sample if k.startswith("f") and k.endswith((".png", ".jpg")) and k[1:3].isdigit())
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)  # in place: a contiguous array copies fast later
 
 
 class Augmenter:
@@ -101,7 +98,7 @@ class _EncodedFrames:
     """A shard sample's frames, decoded only when indexed (a frame model uses one of them)."""
 
     def __init__(self, sample: dict):
-        self.sample, self.names = sample, _frame_names(sample)
+        self.sample, self.names = sample, frame_names(sample)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -113,7 +110,7 @@ class _EncodedFrames:
 def frames_to_decode(sample: dict, spec: InputSpec, rng: np.random.Generator | None,
                      eval_frames: str = "middle") -> list[str]:
     """The keys of the frames ``decode_sample`` decodes (its :func:`chosen_frames`)."""
-    names = _frame_names(sample)
+    names = frame_names(sample)
     return [names[i] for i in chosen_frames(len(names), spec, rng, eval_frames)]
 
 

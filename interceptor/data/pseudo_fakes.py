@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 
 Maker = Callable[..., "tuple[np.ndarray, np.ndarray | None] | None"]
+MASK_MIN_SIDE = 96  # px: the smallest side a face mask is drawn at before it is enlarged to the crop
+ELLIPSE_SHIFT = 4  # fractional bits of the mask ellipse's coordinates
 
 
 def face_mask(height: int, width: int, margin: float, rng: np.random.Generator) -> np.ndarray:
@@ -32,11 +34,23 @@ def face_mask(height: int, width: int, margin: float, rng: np.random.Generator) 
     side = 1 / (1 + 2 * margin)
     cy, cx = (0.5 + rng.uniform(-0.06, 0.06, size=2) * side) * (height, width)
     ry, rx = rng.uniform(0.36, 0.55, size=2) * side * np.array([height, width])
-    mask = np.zeros((height, width), np.float32)
-    cv2.ellipse(mask, (int(round(cx)), int(round(cy))), (max(1, int(round(rx))), max(1, int(round(ry)))),
-                float(rng.uniform(-15, 15)), 0, 360, 1.0, -1)
-    sigma = float(rng.uniform(0.04, 0.12)) * side * min(height, width)
-    return cv2.GaussianBlur(mask, (0, 0), sigmaX=max(sigma, 0.5))[..., None]
+    # The blurred mask is smooth: large crops draw and blur it at 1/factor of their size (at least 96 px), then
+    # enlarge it. At 380 px that takes 0.3 ms instead of 7.6, and the mask differs from the full-size one by at
+    # most 0.06 (0.02 for the median mask), far inside the spread of its random size and softness.
+    factor = max(1, min(height, width) // MASK_MIN_SIDE)
+    small = (-(-height // factor), -(-width // factor))
+    mask = np.zeros(small, np.float32)
+    fixed = 1 << ELLIPSE_SHIFT  # sub-pixel centre and axes (OpenCV's fixed-point coordinates)
+    low_x, low_y = (cx + 0.5) / factor - 0.5, (cy + 0.5) / factor - 0.5  # pixel centres, as cv2.resize maps them
+    grow = 0.5 - 0.5 / factor  # a filled ellipse covers its boundary pixels: half a pixel more than its axes
+    cv2.ellipse(mask, (int(round(low_x * fixed)), int(round(low_y * fixed))),
+                tuple(max(fixed, int(round((r / factor - grow) * fixed))) for r in (rx, ry)),
+                float(rng.uniform(-15, 15)), 0, 360, 1.0, -1, cv2.LINE_AA, ELLIPSE_SHIFT)
+    sigma = float(rng.uniform(0.04, 0.12)) * side * min(height, width) / factor
+    mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=max(sigma, 0.5 / factor))
+    if factor > 1:
+        mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
+    return mask[..., None]
 
 
 def _blend(frames: np.ndarray, altered: np.ndarray, mask: np.ndarray) -> np.ndarray:

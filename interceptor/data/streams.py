@@ -20,27 +20,29 @@ import signal
 import threading
 from typing import Callable, Iterator
 
+import cv2
 import numpy as np
 import torch
-import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from interceptor import LABEL_FAKE, LABEL_REAL
+from interceptor.data.frame_samples import frame_samples, samples_per_clip
 from interceptor.data.decoding import PSEUDO_FAKE, Augmenter, collate, decode_sample, sample_label
+from interceptor.data.shard_reading import tar_samples
 from interceptor.data.shard_sets import DataError, ShardSet
 from interceptor.distributed import STOP_SIGNALS
-from interceptor.inputs import InputSpec, evaluation_rows
+from interceptor.inputs import InputKind, InputSpec, evaluation_rows
 from interceptor.schema import DataConfig
 
 log = logging.getLogger(__name__)
 
 
-def _raw_samples(urls: list[str], counters: dict) -> Iterator[dict]:
-    """Tar entries grouped into samples; unreadable tars are counted and skipped, never fatal."""
+def _raw_samples(urls: list[str], counters: dict, keep: Callable[[dict], bool] | None = None) -> Iterator[dict]:
+    """Tar entries grouped into samples (those ``keep`` wants: :func:`tar_samples`); unreadable tars are counted
+    and skipped, never fatal."""
     for url in urls:
         try:
-            for sample in wds.tarfile_samples([{"url": url}]):
-                yield sample
+            yield from tar_samples(url, keep)
         except Exception as err:  # noqa: BLE001 - a corrupt shard must not stop training
             counters["corrupt_shards"] += 1
             log.warning("skipping unreadable shard %s: %s", url, err)
@@ -71,7 +73,7 @@ def _class_stream(urls: list[str], label: int | None, rng: random.Random, sampli
     """Endless samples of one class (all classes for ``label`` None) from shards in ``_shard_order``."""
     barren = 0  # shards read since the last sample of this class
     for url in _shard_order(urls, rng, sampling):
-        for sample in _raw_samples([url], counters):
+        for sample in _raw_samples([url], counters, None if label is None else functools.partial(_wanted_by, label)):
             try:
                 keep = label is None or sample_label(sample) == label
             except (KeyError, ValueError):
@@ -87,6 +89,15 @@ def _class_stream(urls: list[str], label: int | None, rng: random.Random, sampli
                     "use data.sampling=resample or data.balance=loss") if sampling == "partition" else ""
             raise DataError(f"no readable samples of {which} in shards {urls[:3]}{'...' if len(urls) > 3 else ''}"
                             f"{hint}")
+
+
+def _wanted_by(label: int, sample: dict) -> bool:
+    """Whether a class stream reads the rest of ``sample``: its class is ``label``, or its label is unreadable
+    (the stream then counts it as corrupt)."""
+    try:
+        return sample_label(sample) == label
+    except (KeyError, ValueError):
+        return True
 
 
 def _mixed(streams: list[Iterator[dict]], class_mix: list[float], pseudo_share: float,
@@ -141,6 +152,7 @@ class TrainStream(IterableDataset):
                 raise DataError(f"data.pseudo_fakes={cfg.pseudo_fakes} needs data.balance=stream (pseudo-fakes are "
                                 "a share of the fake stream)")
             self.pseudo_fake = functools.partial(pseudo_fake, margin=shard_sets[0].margin)
+        self.per_clip = samples_per_clip(spec.kind, cfg)
         self.skip = dict(skip or {})
         self.first_worker = first_worker
         workers = max(1, cfg.workers)
@@ -174,7 +186,9 @@ class TrainStream(IterableDataset):
             mixed = _mixed(streams, self.cfg.class_mix, self.cfg.pseudo_fakes if self.pseudo_fake else 0.0, rng)
         else:
             mixed = _class_stream(urls, None, random.Random(repr((*stream_seed, "all"))), self.cfg.sampling, counters)
-        raw = _shuffled(mixed, self.cfg.shuffle_buffer, rng)
+        if self.spec.kind is InputKind.FRAME:
+            mixed = frame_samples(mixed, self.per_clip, random.Random(repr((*stream_seed, "frames"))))
+        raw = _shuffled(mixed, self.cfg.shuffle_buffer * self.per_clip, rng)
         consumed = 0
         for _ in range(self.skip.get(worker, 0)):
             next(raw)
@@ -236,7 +250,14 @@ def loader(dataset: IterableDataset, cfg: DataConfig, seed: int = 0) -> DataLoad
     workers = max(0, cfg.workers)
     return DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=torch.cuda.is_available(),
                       prefetch_factor=cfg.prefetch if workers else None, persistent_workers=False,
-                      generator=torch.Generator().manual_seed(seed), worker_init_fn=ignore_outside_stop_signals)
+                      generator=torch.Generator().manual_seed(seed), worker_init_fn=init_worker)
+
+
+def init_worker(worker_id: int) -> None:
+    """A loader worker: one core's work (torch sets its own threads to 1 there; OpenCV's pool would otherwise
+    start a thread per core in every worker), and the stop signals left to the training process."""
+    cv2.setNumThreads(1)
+    ignore_outside_stop_signals(worker_id)
 
 
 def ignore_outside_stop_signals(worker_id: int) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from interceptor.config import ConfigError, apply_overrides, from_dict, read_yaml, resolve_path, to_dict
+from interceptor.data.frame_samples import epoch_samples
 from interceptor.models.export import WEIGHTS
 from interceptor.schema import Config, CurriculumConfig, StageConfig
 from interceptor.utils import atomic_write_json, read_json
@@ -224,7 +225,8 @@ def share_schedules(runs: list[tuple[StageRun, Config]], shards_root: Path, worl
     chunked = [(run, cfg) for run, cfg in runs if run.run_dir.name.startswith("chunk-")]
     totals: dict[int, int] = {}
     for run, cfg in chunked:
-        samples = sum(s.samples for s in resolve_shard_sets(shards_root, run.train_sets, f"{run.name}: train"))
+        clips = sum(s.samples for s in resolve_shard_sets(shards_root, run.train_sets, f"{run.name}: train"))
+        samples = epoch_samples(clips, run.specialist, cfg.data)
         totals[run.stage_id] = totals.get(run.stage_id, 0) + run_steps(samples, run.epochs, cfg, world)
     for run, _ in chunked:
         run.schedule_steps = totals[run.stage_id]

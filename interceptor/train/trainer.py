@@ -40,6 +40,7 @@ from interceptor.scoring import predict_clips
 from interceptor.train.checkpoint import CheckpointError, CheckpointManager, step_tag
 from interceptor.train.curriculum import StageRun, check_margins, run_steps
 from interceptor.train.engine import PRECISION_DTYPES, build_engine, loss_scale, resolve_precision
+from interceptor.data.frame_samples import epoch_samples
 from interceptor.train.losses import build_loss, distillation_loss
 from interceptor.train.monitor import RunMonitor
 from interceptor.data.pseudo_fakes import pseudo_fake_maker
@@ -115,7 +116,7 @@ class Trainer:
         self.val_sets = resolve_shard_sets(shards_root, run.val_sets, f"{run.name}: val")
         self.class_counts = tuple(sum(s.class_counts[c] for s in self.train_sets) for c in (0, 1))
         check_margins(cfg, self.train_sets + self.val_sets)
-        samples = sum(s.samples for s in self.train_sets)
+        samples = epoch_samples(sum(s.samples for s in self.train_sets), run.specialist, cfg.data)
         self.total_steps = max(1, run_steps(samples, run.epochs, cfg, dist.world))
         self.steps_per_epoch = self.total_steps // run.epochs
         self.schedule_steps = max(run.schedule_steps, self.total_steps)  # a chunked stage's, or this run's
