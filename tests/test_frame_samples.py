@@ -18,6 +18,8 @@ from interceptor.data.shard_sets import resolve_shard_sets
 from interceptor.data.streams import TrainStream
 from interceptor.inputs import InputSpec
 
+from training import write_manifest
+
 FRAMES = 8
 SIZE = 32
 
@@ -51,10 +53,10 @@ def test_a_clip_gives_every_frame_in_order_when_asked_for_as_many_or_more():
 
 
 def test_an_epoch_counts_frame_samples_for_frame_models_and_clips_for_clip_models():
-    data = load_config("configs/demo.yaml", ["data.frame_samples_per_clip=8"]).data
+    data = load_config("demo", ["data.frame_samples_per_clip=8"]).data
     assert [epoch_samples(100, s, data) for s in ("ll", "bg", "cm", "rr", "tm", "av")] == [800] * 4 + [100] * 2
     with pytest.raises(ConfigError, match="data.frame_samples_per_clip: at least 1, got 0"):
-        epoch_samples(100, "ll", load_config("configs/demo.yaml", ["data.frame_samples_per_clip=0"]).data)
+        epoch_samples(100, "ll", load_config("demo", ["data.frame_samples_per_clip=0"]).data)
 
 
 # ------------------------------------------------------------------------------ the training stream
@@ -74,13 +76,11 @@ def write_shard_set(directory, clips_per_class: int = 6) -> None:
                 info = tarfile.TarInfo(f"{key}.{name}")
                 info.size = len(bytes(data))
                 tar.addfile(info, io.BytesIO(bytes(data)))
-    manifest = {"builder_version": 2, "shards": [{"name": "shard-000-00000.tar", "samples": 2 * clips_per_class}],
-                "samples_by_label": {"0": clips_per_class, "1": clips_per_class}, "settings": {"margin": 0.333}}
-    (directory / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest(directory, {"shard-000-00000.tar": 2 * clips_per_class}, clips_per_class, clips_per_class, 0.333)
 
 
 def stream(root, overrides, skip=None):
-    cfg = load_config("configs/demo.yaml", ["data.batch_size=4", "data.shuffle_buffer=3", "data.pseudo_fakes=0",
+    cfg = load_config("demo", ["data.batch_size=4", "data.shuffle_buffer=3", "data.pseudo_fakes=0",
                                             "data.augment.color_jitter=0", "data.augment.hflip=0", *overrides])
     sets = resolve_shard_sets(root, ["ffpp/train"], "train")
     return iter(TrainStream(sets, cfg.data, InputSpec("frame", SIZE, 1), True, 0, 0, 0, 1, skip=skip))

@@ -12,11 +12,10 @@ from interceptor.config import ConfigError, load_config
 from interceptor.export import collect_models
 from interceptor.models.export import DESCRIPTION, WEIGHTS
 from interceptor.models_dir import CROSS_DATASET, model_dirs
-from interceptor.shards.manifest import FORMAT, ShardFile, ShardManifest
 from interceptor.train.curriculum import PLAN, plan_runs, read_plan, record_plan, select_stages
 
 from conftest import REPO
-from training import write_curriculum
+from training import write_curriculum, write_manifest
 
 # Stage 2 is chunked and its chunk 01 has no samples; stage 3 distils the chain's model chunk by chunk.
 STAGES = [
@@ -34,12 +33,7 @@ def write_shard_set(directory: Path, samples: int) -> None:
     """A shard set with one (empty) tar listing ``samples`` samples: all that planning reads is the manifest."""
     directory.mkdir(parents=True)
     tarfile.open(directory / "shard-000-00000.tar", "w").close()
-    shards = [ShardFile("shard-000-00000.tar", samples, 0, "")] if samples else []
-    by_label = {"0": samples // 2, "1": samples - samples // 2}
-    ShardManifest(FORMAT, 2, directory.parts[-2], directory.name, directory.name, None, 1, samples, samples, by_label,
-                  {}, by_label, {}, 0, shards, [], [], [], [], faces=samples, fake_faces_unchanged=0,
-                  fakes_without_original=0, fakes_without_changed_face=0, protocol="test",
-                  settings={"margin": 0.3}).save(directory / "manifest.json")
+    write_manifest(directory, {"shard-000-00000.tar": samples} if samples else {}, samples // 2, samples - samples // 2)
 
 
 @pytest.fixture(scope="module")

@@ -102,3 +102,14 @@ def repack(source: Path, target: Path, sizes: list[int]) -> Path:
         start += size
     replace(manifest, shards=shards, samples_by_label=labels, total_samples=sum(sizes)).save(target / "manifest.json")
     return target
+
+
+def write_manifest(directory: Path, shards: dict[str, int], real: int, fake: int, margin: float = 0.3) -> None:
+    """A minimal valid ``manifest.json`` for hand-made shard sets: ``shards`` maps tar names to sample counts."""
+    from interceptor.shards.manifest import FORMAT, ShardFile, ShardManifest
+
+    by_label, total = {"0": real, "1": fake}, real + fake
+    ShardManifest(FORMAT, 2, directory.parts[-2], directory.name, directory.name, None, 1, total, total, by_label, {},
+                  by_label, {}, 0, [ShardFile(name, n, 0, "") for name, n in shards.items()], [], [], [], [],
+                  faces=total, fake_faces_unchanged=0, fakes_without_original=0, fakes_without_changed_face=0,
+                  protocol="test", settings={"margin": margin}).save(directory / "manifest.json")
