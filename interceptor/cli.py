@@ -64,6 +64,14 @@ def _export(args: argparse.Namespace) -> int:
     return 0 if collected else 1
 
 
+def _specialists(args: argparse.Namespace) -> int:
+    from interceptor.models.registry import specialist_names
+
+    load_config(args.config, args.overrides)  # imports the config's specialist_modules
+    print("\n".join(specialist_names()))
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     from interceptor.evaluation import run_eval
     from interceptor.models.export import ExportError
@@ -229,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(needs the onnx and onnxscript packages)")
     _add_config_args(export)  # the config's specialist_modules: specialists defined outside the package
     export.set_defaults(func=_export)
+
+    specialists = sub.add_parser("specialists", help="the registered specialists, one per line (the built-in six, "
+                                 "then the config's specialist_modules' own)")
+    _add_config_args(specialists)
+    specialists.set_defaults(func=_specialists)
 
     evaluate = sub.add_parser("eval", help="video-level reports of the specialists and the fitted agent")
     evaluate.add_argument("--models", required=True, type=Path, help="models directory (interceptor export)")

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# All six specialists in parallel on Slurm: a job array, one specialist (and its whole curriculum) per task.
+# Every specialist in parallel on Slurm: a job array, one specialist (and its whole curriculum) per task. Task i
+# trains the i-th of `interceptor specialists` (the registry: ll bg av cm rr tm, then the config's own).
 #
 #   sbatch slurm/all_specialists.sh [KEY=VALUE ...]
 #   sbatch --array=3 slurm/all_specialists.sh          # only cm
+#   sbatch --array=0-$(( $(interceptor specialists --config my.yaml | wc -l) - 1 )) slurm/all_specialists.sh
+#                                                      # a config whose specialist_modules add specialists
 #
 # Each array task runs slurm/curriculum.sh for its specialist, so every task is multi-node capable, resumes
 # after preemption and is requeued on its own; a failing specialist does not stop the others.
@@ -20,11 +23,13 @@
 
 set -euo pipefail
 
-specialists=(ll bg av cm rr tm)
+repo="${REPO:-${SLURM_SUBMIT_DIR:-$(pwd)}}"
+python="${PYTHON:-$repo/.venv/bin/python}"
+mapfile -t specialists < <("$python" -m interceptor specialists --config "${CONFIG:-default}")
+(( ${#specialists[@]} > 0 )) || { echo "no specialists registered (interceptor specialists failed)" >&2; exit 2; }
 index="${SLURM_ARRAY_TASK_ID:?run this script as a Slurm job array (sbatch --array=0-5)}"
 if (( index < 0 || index >= ${#specialists[@]} )); then
   echo "array index $index is out of range 0-$(( ${#specialists[@]} - 1 ))" >&2
   exit 2
 fi
-repo="${REPO:-${SLURM_SUBMIT_DIR:-$(pwd)}}"
 exec bash "$repo/slurm/curriculum.sh" "${specialists[$index]}" "$@"

@@ -142,6 +142,14 @@ def test_a_seventh_specialist_from_the_config_is_in_everything_derived_from_the_
     assert agent.weights["xx"] == 0.25 and agent.weights["cm"] == 2.0
 
 
+def test_interceptor_specialists_lists_the_registry_with_the_configs_own(plugin, capsys):
+    """What slurm/all_specialists.sh maps its array tasks to."""
+    from interceptor.cli import main
+
+    assert main(["specialists", f"specialist_modules=[{plugin}]"]) == 0
+    assert capsys.readouterr().out.split() == ["ll", "bg", "av", "cm", "rr", "tm", "xx"]
+
+
 @pytest.mark.parametrize("override, message", [
     ("specialist_modules=[no_such_module]", "specialist_modules: cannot import 'no_such_module': No module named"),
     ("agent.fixed_weights={zz: 1.0}", "agent.fixed_weights: unknown specialist(s) zz (known: ll, bg, av, cm, rr, tm)"),
