@@ -134,16 +134,19 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
 
 
 def git_commit(repo: str | os.PathLike | None = None) -> str | None:
-    """The current git commit of the source tree (with ``-dirty`` when modified), or None outside git."""
-    repo = Path(repo) if repo else Path(__file__).resolve().parent.parent
+    """The current git commit of the source tree (with ``-dirty`` when modified), or None outside a checkout (an
+    installed package, even one inside some other repository's tree, has no commit)."""
+    repo = Path(repo).resolve() if repo else Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
+        top, commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--show-toplevel", "HEAD"], capture_output=True, text=True,
+            check=True).stdout.split()
         dirty = subprocess.run(
             ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
             capture_output=True, text=True, check=True,
         ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+    except (OSError, ValueError, subprocess.CalledProcessError):
+        return None
+    if Path(top).resolve() != repo:
         return None
     return f"{commit}-dirty" if dirty else commit

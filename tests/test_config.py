@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from interceptor.config import ConfigError, load_config, save_resolved, to_dict
 from interceptor.schema import Config
+
+from conftest import REPO
 
 
 def write(tmp_path, text: str):
@@ -170,3 +174,14 @@ def test_stage_overrides_can_name_one_specialist(tmp_path):
     av, ll = stage_config(cfg, stage, "av"), stage_config(cfg, stage, "ll")
     assert (av.data.batch_size, av.train.lr) == (2, 0.5)
     assert (ll.data.batch_size, ll.train.lr) == (4, pytest.approx(1e-4 * cfg.train.lr_scale))
+
+
+def test_git_commit_is_the_checkouts_own_and_none_for_a_package_inside_another_repository(tmp_path):
+    """Runs record the source's commit; an installed package (say, a venv inside some other checkout) has none."""
+    from interceptor.utils import git_commit
+
+    assert git_commit(REPO).split("-")[0] == subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"],
+                                                          capture_output=True, text=True).stdout.strip()
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "venv" / "interceptor").mkdir(parents=True)
+    assert git_commit(tmp_path / "venv") is None
