@@ -97,8 +97,10 @@ def test_preserve_pixels_crops_whole_pixels_the_same_way_in_every_frame():
     augment = Augmenter(augment_config(hflip=0.5, recompress_prob=1.0, resample_prob=1.0), True, 32)
     flips = set()
     for seed in range(12):
-        out, flipped, jitter = augment(clip, np.random.default_rng(seed))
-        assert out.shape == (3, 32, 32, 3) and jitter.tolist() == [1, 1, 1]
+        out, device = augment(clip, np.random.default_rng(seed))
+        flipped = device["flip"]
+        assert out.shape == (3, 32, 32, 3) and device["jitter"].tolist() == [1, 1, 1]
+        assert device["crop"].tolist() == [0, 0, 32, 32]  # nothing left to resample on the device
         offsets = [(y, x) for y in range(9) for x in range(9) if (out == clip[:, y:y + 32, x:x + 32]).all()]
         assert len(offsets) == 1, seed  # the pixels themselves, one window for the whole clip, no resampling
         flips.add(flipped)  # drawn here, applied on the device (test_inputs)
@@ -108,14 +110,15 @@ def test_preserve_pixels_crops_whole_pixels_the_same_way_in_every_frame():
 def test_other_specialists_get_resampled_crops_deterministically_by_rng():
     clip = np.random.default_rng(2).integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
     augment = Augmenter(replace(augment_config(), color_jitter=0.2), False, 32)
-    (first, flip, jitter), (again, flip_again, jitter_again) = (augment(clip, np.random.default_rng(5))
-                                                                for _ in range(2))
+    (first, device), (again, device_again) = (augment(clip, np.random.default_rng(5)) for _ in range(2))
+    jitter = device["jitter"]
     assert first.shape == (3, 32, 32, 3) and first.dtype == np.uint8 and (first == again).all()
-    assert flip == flip_again and (jitter == jitter_again).all() and ((0.8 <= jitter) & (jitter <= 1.2)).all()
+    assert device["flip"] == device_again["flip"] and (jitter == device_again["jitter"]).all()
+    assert ((0.8 <= jitter) & (jitter <= 1.2)).all() and device["crop"].tolist() == [0, 0, 32, 32]
     assert not any((first == clip[:, y:y + 32, x:x + 32]).all() for y in range(9) for x in range(9))
     item = clip_item(clip, None, InputSpec(InputKind.CLIP, 32, 3), np.random.default_rng(5), augment)
     assert (item["pixels"].numpy() == first).all()  # clip_item: augment, then (T, H, W, 3) uint8
-    assert item["flip"] == flip and (item["jitter"] == jitter).all()
+    assert item["flip"] == device["flip"] and (item["jitter"] == jitter).all()
 
 
 def test_model_inputs_turn_uint8_channels_last_batches_into_float_on_the_device():
@@ -157,6 +160,23 @@ def test_device_augmentation_applies_each_samples_drawn_flip_and_jitter():
     for item, sample in zip(items, out):
         expected = reference_jitter(item["pixels"].numpy() / 255, *item["jitter"].tolist())
         assert np.abs(sample - (expected[:, :, ::-1] if item["flip"] else expected)).max() < 1e-5
+
+
+def test_frames_at_the_models_size_leave_whole_and_are_crop_resized_on_the_device():
+    from interceptor.inputs import model_inputs, stack_inputs
+
+    frame = InputSpec(InputKind.FRAME, 32, 1)
+    augment = Augmenter(replace(augment_config(), hflip=0.0), False, 32)
+    ramp = np.sin(np.arange(32) / 5)  # smooth, as a face crop is at the scale of a pixel
+    source = (127 + 60 * ramp[:, None, None] + 60 * ramp[None, ::-1, None] * np.array([1, 0.5, -1])).astype(np.uint8)
+    items = [clip_item(source[None], None, frame, np.random.default_rng(seed), augment) for seed in range(4)]
+    assert all((item["pixels"].numpy() == source).all() for item in items)  # whole: no crop, no resize here
+    batch = stack_inputs(items, frame)
+    assert batch["crop"].shape == (4, 4) and (batch["crop"][:, 2:] < 32).any()
+    image = model_inputs(batch, frame, torch.device("cpu"))["image"].numpy().transpose(0, 2, 3, 1)
+    for (top, left, height, width), row in zip(batch["crop"].int().tolist(), image):
+        expected = cv2.resize(source[top:top + height, left:left + width].astype(np.float32) / 255, (32, 32))
+        assert np.abs(row - expected).max() < 1e-5  # as cv2.resize resizes the box
 
 
 def test_pixel_preserving_crops_reach_the_model_as_whole_pixels_flipped_or_not():

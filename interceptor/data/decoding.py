@@ -46,17 +46,20 @@ def _decode_image(data: bytes) -> np.ndarray:
 class Augmenter:
     """Clip-consistent augmentation; pixel-preserving for the specialists in ``preserve_pixels``.
 
-    Crops, resampling and re-compression happen here, on the loader's core; the horizontal flip and the colour
-    jitter are only drawn here and applied to the whole batch on the device (:func:`augment_on_device`).
+    Whole-pixel crops, resampling and re-compression happen here, on the loader's core. The random resized
+    crop of frames already at the model's size, the horizontal flip and the colour jitter are only drawn here and
+    applied to the whole batch on the device (:func:`augment_on_device`): the loader delivers such frames whole.
     """
 
     def __init__(self, cfg, preserve_pixels: bool, image_size: int):
         self.cfg, self.preserve, self.size = cfg, preserve_pixels, image_size
 
-    def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, bool, np.ndarray]:
-        """(T, H, W, 3) uint8 frames -> the cropped frames at the model's size, whether to flip them, and their
-        colour jitter factors (brightness, contrast, saturation)."""
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+        """(T, H, W, 3) uint8 frames -> frames at the model's size and the sample's device augmentation: ``crop``
+        (top, left, height, width of the box to resize to the whole frame, in its pixels), ``flip`` and
+        ``jitter`` (brightness, contrast, saturation factors)."""
         t, h, w, _ = frames.shape
+        crop = np.array([0, 0, self.size, self.size], np.float32)  # the whole frame
         if self.preserve:  # integer-offset crop, no interpolation
             ch, cw = min(h, self.size), min(w, self.size)
             y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
@@ -67,19 +70,23 @@ class Augmenter:
             ch = int(min(h, round(np.sqrt(area / aspect))))
             cw = int(min(w, round(np.sqrt(area * aspect))))
             y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            resample, recompress = rng.random() < self.cfg.resample_prob, rng.random() < self.cfg.recompress_prob
+            if (h, w) == (self.size, self.size) and not (resample or recompress):
+                crop[:] = y, x, ch, cw  # the device resizes the box of the whole frame
+                y, x, ch, cw = 0, 0, h, w
             frames = frames[:, y:y + ch, x:x + cw]
-            if rng.random() < self.cfg.resample_prob:
+            if resample:
                 factor = rng.uniform(1.0, 2.0)
                 frames = np.stack([cv2.resize(cv2.resize(f, None, fx=1 / factor, fy=1 / factor,
                                                          interpolation=cv2.INTER_AREA), (cw, ch)) for f in frames])
-            if rng.random() < self.cfg.recompress_prob:
+            if recompress:
                 quality = int(rng.integers(60, 96))
                 frames = np.stack([cv2.imdecode(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, quality])[1],
                                                 cv2.IMREAD_UNCHANGED) for f in frames])
         flip = bool(rng.random() < self.cfg.hflip)
         jitter = (rng.uniform(1 - self.cfg.color_jitter, 1 + self.cfg.color_jitter, size=3)
                   if self.cfg.color_jitter > 0 else np.ones(3))
-        return resize_frames(frames, self.size), flip, jitter.astype(np.float32)
+        return resize_frames(frames, self.size), {"crop": crop, "flip": flip, "jitter": jitter.astype(np.float32)}
 
 
 class _EncodedFrames:
