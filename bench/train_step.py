@@ -69,7 +69,7 @@ def synthetic_batches(cfg: Config, spec: InputSpec, count: int) -> list[dict]:
         items = [{"label": row % 2, "video": f"v{row}", "face": f"v{row}-face0", "key": f"v{row}-face0-clip00",
                   "source": "bench:random",
                   "audio_mask": True,
-                  "pixels": torch.randint(0, 256, (frames, 3, spec.image_size, spec.image_size), generator=generator,
+                  "pixels": torch.randint(0, 256, (frames, spec.image_size, spec.image_size, 3), generator=generator,
                                           dtype=torch.uint8),
                   "audio": torch.randint(-8192, 8192, (spec.audio_samples,), generator=generator, dtype=torch.int16)}
                  for row in range(cfg.data.batch_size)]

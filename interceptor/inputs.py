@@ -1,10 +1,13 @@
 """The model input contract, shared by training, evaluation and prediction.
 
 A specialist takes one :class:`InputKind` of input. A clip (its face crops and audio) becomes that model's
-keyword inputs in three steps: :func:`clip_item` (the frames the model sees, resized, as uint8), then
-:func:`stack_inputs` (a batch of items), then :func:`model_inputs` (float tensors on the device). The training
-stream, the evaluation stream and ``interceptor predict`` all go through these, so a model reads at prediction
-exactly what it was trained and selected on.
+keyword inputs in three steps: :func:`clip_item` (the frames the model sees, resized, as uint8 (T, H, W, 3)),
+then :func:`stack_inputs` (a batch of items), then :func:`model_inputs` (float (…, 3, H, W) tensors on the device,
+channels_last for free). The training stream, the evaluation stream and ``interceptor predict`` all go through
+these, so a model reads at prediction exactly what it was trained and selected on. Batches stay uint8 and
+channels-last until the device: a quarter of float's bytes to copy, pin and transfer. A training batch also
+carries each sample's resized-crop box, horizontal flip and colour jitter (``DEVICE_AUGMENTATION``), drawn in the
+loader from the sample's RNG and applied on the device by :func:`model_inputs` (:func:`augment_on_device`).
 """
 
 from __future__ import annotations
@@ -90,23 +93,26 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
 def clip_item(frames: Sequence[np.ndarray], audio: np.ndarray | None, spec: InputSpec,
               rng: np.random.Generator | None = None, augment: Callable | None = None,
               eval_frames: str = "middle", pseudo_fake: Callable | None = None) -> dict:
-    """One clip's model inputs: ``pixels`` (T, 3, H, W) uint8, plus ``audio`` (int16) and ``audio_mask`` for AV.
+    """One clip's model inputs: ``pixels`` (T, H, W, 3) uint8, plus ``audio`` (int16) and ``audio_mask`` for AV.
 
     ``frames`` are the clip's (H, W, 3) uint8 RGB crops (indexed only where :func:`chosen_frames` picks), ``audio``
     its int16 samples or None without an audio track. ``rng`` None means evaluation: no augmentation.
     ``augment(frames, rng)`` (training only, :class:`~interceptor.data.decoding.Augmenter`) crops and resizes
-    the chosen frames to the model's size. ``pseudo_fake`` (training only) alters the chosen frames and the audio
+    the chosen frames to the model's size and draws the item's ``DEVICE_AUGMENTATION`` (:func:`augment_on_device`).
+    ``pseudo_fake`` (training only) alters the chosen frames and the audio
     before augmentation (:mod:`~interceptor.data.pseudo_fakes`); the item's ``pseudo_fake`` says whether it did.
     """
     pixels = np.stack([frames[i] for i in chosen_frames(len(frames), spec, rng, eval_frames)])
     altered = pseudo_fake(pixels, audio, rng) if pseudo_fake is not None else None
     if altered is not None:
         pixels, audio = altered
+    item = {}
     if augment is not None and rng is not None:
-        pixels = augment(pixels, rng)
+        pixels, device_augmentation = augment(pixels, rng)
+        item.update(device_augmentation)
     else:
         pixels = resize_frames(pixels, spec.image_size)
-    item = {"pixels": torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))}
+    item["pixels"] = torch.from_numpy(np.ascontiguousarray(pixels))
     if pseudo_fake is not None:
         item["pseudo_fake"] = altered is not None
     if spec.kind.has_audio:
@@ -136,10 +142,12 @@ def evaluation_rows(items: list[dict], spec: InputSpec, eval_frames: str) -> lis
 
 
 def stack_inputs(items: list[dict], spec: InputSpec) -> dict:
-    """Stack :func:`clip_item` outputs: frame models' (B, 1, 3, H, W) become (B, 3, H, W); audio gets the model's
-    length (:func:`fit_audio`)."""
+    """Stack :func:`clip_item` outputs: frame models' (B, 1, H, W, 3) become (B, H, W, 3); audio gets the model's
+    length (:func:`fit_audio`); training items' ``crop``, ``flip`` and ``jitter`` become (B, 4), (B,), (B, 3)."""
     pixels = torch.stack([i["pixels"] for i in items])
     batch = {"pixels": pixels[:, 0] if spec.kind is InputKind.FRAME else pixels}
+    if "flip" in items[0]:
+        batch.update({key: torch.from_numpy(np.stack([i[key] for i in items])) for key in DEVICE_AUGMENTATION})
     if spec.kind.has_audio:
         batch["audio"] = torch.stack([fit_audio(i["audio"], spec.audio_samples) for i in items])
         batch["audio_mask"] = torch.tensor([i["audio_mask"] for i in items])
@@ -148,11 +156,16 @@ def stack_inputs(items: list[dict], spec: InputSpec) -> dict:
 
 def model_inputs(batch: dict, spec: InputSpec, device: torch.device, dtype: torch.dtype = torch.float32,
                  channels_last: bool = False) -> dict[str, torch.Tensor]:
-    """Batch -> the model's keyword inputs (:attr:`InputKind.input_names`) on ``device``: pixels become float in
-    [0, 1] there, audio in [-1, 1]."""
-    pixels = batch["pixels"].to(device, non_blocking=True).to(dtype).div_(255)
-    if channels_last and pixels.dim() == 4:
-        pixels = pixels.contiguous(memory_format=torch.channels_last)
+    """Batch -> the model's keyword inputs (:attr:`InputKind.input_names`) on ``device``: uint8 (…, H, W, 3) pixels
+    become float (…, 3, H, W) in [0, 1] there (a training batch's ``DEVICE_AUGMENTATION`` applied), audio in
+    [-1, 1]."""
+    pixels = batch["pixels"].to(device, non_blocking=True).float().div_(255)
+    pixels = pixels.movedim(-1, -3)  # a channels_last view of frames
+    if "flip" in batch:
+        pixels = augment_on_device(pixels, batch["crop"], batch["flip"].to(device, non_blocking=True),
+                                   batch["jitter"].to(device, non_blocking=True))
+    pixels = pixels.to(dtype).contiguous(
+        memory_format=torch.channels_last if channels_last and pixels.dim() == 4 else torch.contiguous_format)
     if spec.kind is InputKind.FRAME:
         return {"image": pixels}
     inputs = {"clip": pixels}
@@ -160,3 +173,37 @@ def model_inputs(batch: dict, spec: InputSpec, device: torch.device, dtype: torc
         inputs["audio"] = batch["audio"].to(device, non_blocking=True).to(dtype).div_(32768)
         inputs["audio_mask"] = batch["audio_mask"].to(device, non_blocking=True).to(dtype)
     return inputs
+
+
+DEVICE_AUGMENTATION = ("crop", "flip", "jitter")  # a training batch's per-sample augmentation, in that order
+GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma, as OpenCV's RGB2GRAY
+
+
+def resized_crops(pixels: torch.Tensor, crop: torch.Tensor) -> torch.Tensor:
+    """Each sample's box ``crop`` (B, 4: top, left, height, width in whole pixels, on the host) of float
+    (B, [T,] 3, H, W) pixels, resized bilinearly to the whole frame, as ``cv2.resize`` resizes the box."""
+    size = pixels.shape[-2:]
+    out = pixels.clone()
+    for sample, (top, left, height, width) in zip(out, crop.int().tolist()):
+        if (height, width) != tuple(size):  # a whole frame stays as it is (the pixel-preserving specialists')
+            box = sample[..., top:top + height, left:left + width]
+            sample.copy_(torch.nn.functional.interpolate(box.reshape(-1, *box.shape[-3:]), size=size,
+                                                         mode="bilinear", align_corners=False).reshape(sample.shape))
+    return out
+
+
+def augment_on_device(pixels: torch.Tensor, crop: torch.Tensor, flip: torch.Tensor,
+                      jitter: torch.Tensor) -> torch.Tensor:
+    """A training batch's augmentation, per sample, on float (B, [T,] 3, H, W) pixels in [0, 1]: the resized crop
+    (:func:`resized_crops`), then the colour jitter: brightness, then contrast about the sample's mean (over all
+    its frames), each clipped to [0, 1], then saturation against grey (``jitter`` (B, 3) holds the three factors,
+    ones: unchanged), then the horizontal flip of the samples ``flip`` (B,) names."""
+    pixels = resized_crops(pixels, crop)
+    shape = (-1,) + (1,) * (pixels.dim() - 1)
+    brightness, contrast, saturation = (jitter[:, i].view(shape) for i in range(3))
+    mean = pixels.mean(dim=tuple(range(1, pixels.dim())), keepdim=True) * brightness
+    out = (pixels * (brightness * contrast) + mean * (1 - contrast)).clamp_(0, 1)
+    weights = torch.tensor(GREY_WEIGHTS, device=pixels.device, dtype=pixels.dtype).view(3, 1, 1)
+    grey = (out * weights).sum(dim=-3, keepdim=True)
+    out = (out * saturation + grey * (1 - saturation)).clamp_(0, 1)
+    return torch.where(flip.view(shape), out.flip(-1), out)

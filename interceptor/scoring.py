@@ -67,7 +67,7 @@ def predict_clips(model: nn.Module, shard_sets: list[ShardSet], data_cfg: DataCo
             present += batch["audio_mask"].tolist() if "audio_mask" in batch else [True] * len(batch["key"])
             if samples is None and sample_images and dist.is_main:
                 pixels = batch["pixels"] if batch["pixels"].dim() == 4 else batch["pixels"][:, 0]
-                samples = pixels[:sample_images].numpy()
+                samples = pixels[:sample_images].permute(0, 3, 1, 2).numpy()
     model.train(was_training)
     gathered = all_gather_objects((stopped, keys, labels, probs, sources, present))
     if any(rank_rows[0] for rank_rows in gathered):

@@ -97,24 +97,102 @@ def test_preserve_pixels_crops_whole_pixels_the_same_way_in_every_frame():
     augment = Augmenter(augment_config(hflip=0.5, recompress_prob=1.0, resample_prob=1.0), True, 32)
     flips = set()
     for seed in range(12):
-        out = np.asarray(augment(clip, np.random.default_rng(seed)))
-        assert out.shape == (3, 32, 32, 3)
-        flipped = not any((out == clip[:, y:y + 32, x:x + 32]).all() for y in range(9) for x in range(9))
-        source = out[:, :, ::-1] if flipped else out
-        offsets = [(y, x) for y in range(9) for x in range(9) if (source == clip[:, y:y + 32, x:x + 32]).all()]
+        out, device = augment(clip, np.random.default_rng(seed))
+        flipped = device["flip"]
+        assert out.shape == (3, 32, 32, 3) and device["jitter"].tolist() == [1, 1, 1]
+        assert device["crop"].tolist() == [0, 0, 32, 32]  # nothing left to resample on the device
+        offsets = [(y, x) for y in range(9) for x in range(9) if (out == clip[:, y:y + 32, x:x + 32]).all()]
         assert len(offsets) == 1, seed  # the pixels themselves, one window for the whole clip, no resampling
-        flips.add(flipped)
+        flips.add(flipped)  # drawn here, applied on the device (test_inputs)
     assert flips == {True, False}
 
 
 def test_other_specialists_get_resampled_crops_deterministically_by_rng():
     clip = np.random.default_rng(2).integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
     augment = Augmenter(replace(augment_config(), color_jitter=0.2), False, 32)
-    first, again = (np.asarray(augment(clip, np.random.default_rng(5))) for _ in range(2))
+    (first, device), (again, device_again) = (augment(clip, np.random.default_rng(5)) for _ in range(2))
+    jitter = device["jitter"]
     assert first.shape == (3, 32, 32, 3) and first.dtype == np.uint8 and (first == again).all()
+    assert device["flip"] == device_again["flip"] and (jitter == device_again["jitter"]).all()
+    assert ((0.8 <= jitter) & (jitter <= 1.2)).all() and device["crop"].tolist() == [0, 0, 32, 32]
     assert not any((first == clip[:, y:y + 32, x:x + 32]).all() for y in range(9) for x in range(9))
     item = clip_item(clip, None, InputSpec(InputKind.CLIP, 32, 3), np.random.default_rng(5), augment)
-    assert (item["pixels"].numpy() == first.transpose(0, 3, 1, 2)).all()  # clip_item: augment, then (T, 3, H, W)
+    assert (item["pixels"].numpy() == first).all()  # clip_item: augment, then (T, H, W, 3) uint8
+    assert item["flip"] == device["flip"] and (item["jitter"] == jitter).all()
+
+
+def test_model_inputs_turn_uint8_channels_last_batches_into_float_on_the_device():
+    from interceptor.inputs import model_inputs, stack_inputs
+
+    frames = np.random.default_rng(3).integers(0, 256, (2, 4, 36, 40, 3), dtype=np.uint8)
+    frame, clip = InputSpec(InputKind.FRAME, 32, 1), InputSpec(InputKind.CLIP, 32, 4)
+    frame_batch = stack_inputs([clip_item(f, None, frame) for f in frames], frame)
+    assert frame_batch["pixels"].dtype == torch.uint8 and frame_batch["pixels"].shape == (2, 32, 32, 3)
+    image = model_inputs(frame_batch, frame, torch.device("cpu"), channels_last=True)["image"]
+    assert image.shape == (2, 3, 32, 32) and image.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(image, frame_batch["pixels"].permute(0, 3, 1, 2).float() / 255)
+    clip_batch = stack_inputs([clip_item(f, None, clip) for f in frames], clip)
+    inputs = model_inputs(clip_batch, clip, torch.device("cpu"), torch.bfloat16)
+    assert inputs["clip"].shape == (2, 4, 3, 32, 32) and inputs["clip"].dtype == torch.bfloat16
+    assert inputs["clip"].is_contiguous()
+
+
+def reference_jitter(frames: np.ndarray, brightness: float, contrast: float, saturation: float) -> np.ndarray:
+    """The colour jitter of one sample's float (T, H, W, 3) frames in [0, 1], written out in numpy."""
+    adjusted = np.clip(frames * brightness * contrast + frames.mean() * brightness * (1 - contrast), 0, 1)
+    grey = adjusted @ np.array([0.299, 0.587, 0.114])
+    return np.clip(adjusted * saturation + grey[..., None] * (1 - saturation), 0, 1)
+
+
+def test_device_augmentation_applies_each_samples_drawn_flip_and_jitter():
+    from interceptor.inputs import model_inputs, stack_inputs
+
+    clip = InputSpec(InputKind.CLIP, 32, 3)
+    augment = Augmenter(replace(augment_config(), color_jitter=0.3), False, 32)
+    frames = np.random.default_rng(4).integers(0, 256, (6, 3, 40, 40, 3), dtype=np.uint8)
+    items = [clip_item(f, None, clip, np.random.default_rng(seed), augment) for seed, f in enumerate(frames)]
+    again = [clip_item(f, None, clip, np.random.default_rng(seed), augment) for seed, f in enumerate(frames)]
+    assert [(i["flip"], i["jitter"].tolist()) for i in items] == [(i["flip"], i["jitter"].tolist()) for i in again]
+    batch = stack_inputs(items, clip)
+    assert batch["flip"].dtype == torch.bool and batch["jitter"].shape == (6, 3)
+    assert 0 < batch["flip"].sum() < 6  # both kinds in the batch
+    out = model_inputs(batch, clip, torch.device("cpu"))["clip"].numpy().transpose(0, 1, 3, 4, 2)
+    for item, sample in zip(items, out):
+        expected = reference_jitter(item["pixels"].numpy() / 255, *item["jitter"].tolist())
+        assert np.abs(sample - (expected[:, :, ::-1] if item["flip"] else expected)).max() < 1e-5
+
+
+def test_frames_at_the_models_size_leave_whole_and_are_crop_resized_on_the_device():
+    from interceptor.inputs import model_inputs, stack_inputs
+
+    frame = InputSpec(InputKind.FRAME, 32, 1)
+    augment = Augmenter(replace(augment_config(), hflip=0.0), False, 32)
+    ramp = np.sin(np.arange(32) / 5)  # smooth, as a face crop is at the scale of a pixel
+    source = (127 + 60 * ramp[:, None, None] + 60 * ramp[None, ::-1, None] * np.array([1, 0.5, -1])).astype(np.uint8)
+    items = [clip_item(source[None], None, frame, np.random.default_rng(seed), augment) for seed in range(4)]
+    assert all((item["pixels"].numpy() == source).all() for item in items)  # whole: no crop, no resize here
+    batch = stack_inputs(items, frame)
+    assert batch["crop"].shape == (4, 4) and (batch["crop"][:, 2:] < 32).any()
+    image = model_inputs(batch, frame, torch.device("cpu"))["image"].numpy().transpose(0, 2, 3, 1)
+    for (top, left, height, width), row in zip(batch["crop"].int().tolist(), image):
+        expected = cv2.resize(source[top:top + height, left:left + width].astype(np.float32) / 255, (32, 32))
+        assert np.abs(row - expected).max() < 1e-5  # as cv2.resize resizes the box
+
+
+def test_pixel_preserving_crops_reach_the_model_as_whole_pixels_flipped_or_not():
+    from interceptor.inputs import model_inputs, stack_inputs
+
+    frame = InputSpec(InputKind.FRAME, 32, 1)
+    augment = Augmenter(augment_config(hflip=0.5), True, 32)  # CM, RR: no jitter configured, whole-pixel crops
+    source = np.random.default_rng(6).integers(0, 256, (1, 40, 40, 3), dtype=np.uint8)
+    items = [clip_item(source, None, frame, np.random.default_rng(seed), augment) for seed in range(8)]
+    batch = stack_inputs(items, frame)
+    image = model_inputs(batch, frame, torch.device("cpu"))["image"]
+    assert torch.equal(image * 255, image.mul(255).round())  # no value between two uint8 levels
+    for item, flipped, row in zip(items, batch["flip"].tolist(), image):
+        expected = item["pixels"][0].permute(2, 0, 1).float() / 255
+        assert torch.equal(row, expected.flip(-1) if flipped else expected)
+    assert set(batch["flip"].tolist()) == {True, False}
 
 
 # ------------------------------------------------------------------------------------------------ shard manifest
@@ -280,6 +358,7 @@ def test_a_resumed_stream_skips_exactly_the_consumed_samples_of_each_worker(one_
     for expected, batch in zip(straight[5:], after):
         assert batch["key"] == expected["key"] and batch["worker"] == expected["worker"]
         assert batch["consumed"] == expected["consumed"] and torch.equal(batch["pixels"], expected["pixels"])
+        assert torch.equal(batch["flip"], expected["flip"]) and torch.equal(batch["jitter"], expected["jitter"])
         resumed.record_batch(batch)
     assert resumed.position == uninterrupted.position and resumed.counters == uninterrupted.counters
     assert uninterrupted.counters["corrupt_samples"] > 0

@@ -44,13 +44,22 @@ def _decode_image(data: bytes) -> np.ndarray:
 
 
 class Augmenter:
-    """Clip-consistent augmentation; pixel-preserving for the specialists in ``preserve_pixels``."""
+    """Clip-consistent augmentation; pixel-preserving for the specialists in ``preserve_pixels``.
+
+    Whole-pixel crops, resampling and re-compression happen here, on the loader's core. The random resized
+    crop of frames already at the model's size, the horizontal flip and the colour jitter are only drawn here and
+    applied to the whole batch on the device (:func:`augment_on_device`): the loader delivers such frames whole.
+    """
 
     def __init__(self, cfg, preserve_pixels: bool, image_size: int):
         self.cfg, self.preserve, self.size = cfg, preserve_pixels, image_size
 
-    def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+        """(T, H, W, 3) uint8 frames -> frames at the model's size and the sample's device augmentation: ``crop``
+        (top, left, height, width of the box to resize to the whole frame, in its pixels), ``flip`` and
+        ``jitter`` (brightness, contrast, saturation factors)."""
         t, h, w, _ = frames.shape
+        crop = np.array([0, 0, self.size, self.size], np.float32)  # the whole frame
         if self.preserve:  # integer-offset crop, no interpolation
             ch, cw = min(h, self.size), min(w, self.size)
             y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
@@ -61,37 +70,23 @@ class Augmenter:
             ch = int(min(h, round(np.sqrt(area / aspect))))
             cw = int(min(w, round(np.sqrt(area * aspect))))
             y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            resample, recompress = rng.random() < self.cfg.resample_prob, rng.random() < self.cfg.recompress_prob
+            if (h, w) == (self.size, self.size) and not (resample or recompress):
+                crop[:] = y, x, ch, cw  # the device resizes the box of the whole frame
+                y, x, ch, cw = 0, 0, h, w
             frames = frames[:, y:y + ch, x:x + cw]
-            if rng.random() < self.cfg.resample_prob:
+            if resample:
                 factor = rng.uniform(1.0, 2.0)
                 frames = np.stack([cv2.resize(cv2.resize(f, None, fx=1 / factor, fy=1 / factor,
                                                          interpolation=cv2.INTER_AREA), (cw, ch)) for f in frames])
-            if rng.random() < self.cfg.recompress_prob:
+            if recompress:
                 quality = int(rng.integers(60, 96))
                 frames = np.stack([cv2.imdecode(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, quality])[1],
                                                 cv2.IMREAD_UNCHANGED) for f in frames])
-        frames = resize_frames(frames, self.size)
-        flip = rng.random() < self.cfg.hflip
-        if self.cfg.color_jitter > 0:
-            frames = color_jitter(np.ascontiguousarray(frames), *rng.uniform(1 - self.cfg.color_jitter,
-                                                                             1 + self.cfg.color_jitter, size=3))
-        if flip:  # after the jitter, which it does not change: the jitter reads contiguous frames
-            frames = frames[:, :, ::-1]
-        return frames  # a view when flipped: decode_sample's one copy to (T, 3, H, W) makes it contiguous
-
-
-def color_jitter(frames: np.ndarray, brightness: float, contrast: float, saturation: float) -> np.ndarray:
-    """Brightness, then contrast about the clip's mean, then saturation against grey, on uint8 frames.
-
-    Brightness and contrast fold into one saturating affine map per clip; OpenCV does both steps in uint8.
-    """
-    mean = float(frames.mean()) * brightness
-    out = np.empty_like(frames)
-    for i, frame in enumerate(frames):
-        adjusted = cv2.convertScaleAbs(frame, alpha=brightness * contrast, beta=mean * (1 - contrast))
-        grey = cv2.cvtColor(cv2.cvtColor(adjusted, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-        out[i] = cv2.addWeighted(adjusted, saturation, grey, 1 - saturation, 0)
-    return out
+        flip = bool(rng.random() < self.cfg.hflip)
+        jitter = (rng.uniform(1 - self.cfg.color_jitter, 1 + self.cfg.color_jitter, size=3)
+                  if self.cfg.color_jitter > 0 else np.ones(3))
+        return resize_frames(frames, self.size), {"crop": crop, "flip": flip, "jitter": jitter.astype(np.float32)}
 
 
 class _EncodedFrames:

@@ -53,9 +53,31 @@ def face_mask(height: int, width: int, margin: float, rng: np.random.Generator) 
     return mask[..., None]
 
 
-def _blend(frames: np.ndarray, altered: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    out = frames.astype(np.float32) * (1 - mask) + altered * mask
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+BLEND_FLOOR = 1 / 512  # mask weight under which a blend moves no pixel by half a grey level
+FILTER_PAD = 16  # px of context around the mask's box that the makers' filters and warps read
+
+
+def _mask_box(mask: np.ndarray) -> tuple[slice, slice]:
+    """The rows and columns a blend with ``mask`` can change (weights from ``BLEND_FLOOR`` up), widened by
+    ``FILTER_PAD`` so that the makers' filters see the same neighbourhood inside it as on the whole crop."""
+    height, width = mask.shape[:2]
+    rows = np.flatnonzero(mask[:, :, 0].max(axis=1) >= BLEND_FLOOR)
+    cols = np.flatnonzero(mask[:, :, 0].max(axis=0) >= BLEND_FLOOR)
+    if len(rows) == 0:
+        return slice(0, 0), slice(0, 0)
+    return (slice(max(0, rows[0] - FILTER_PAD), min(height, rows[-1] + 1 + FILTER_PAD)),
+            slice(max(0, cols[0] - FILTER_PAD), min(width, cols[-1] + 1 + FILTER_PAD)))
+
+
+def _blend(frames: np.ndarray, altered: np.ndarray, mask: np.ndarray, box: tuple[slice, slice]) -> np.ndarray:
+    """``frames`` with ``altered`` (uint8, the ``box`` of every frame) blended in by ``mask``, in uint8; outside
+    the box the mask is too weak to change a pixel, and the frames are copied as they are."""
+    out = frames.copy()
+    weight = np.ascontiguousarray(mask[box][:, :, 0])
+    keep = 1 - weight
+    for frame, alteration in zip(out, altered):
+        frame[box] = cv2.blendLinear(frame[box], alteration, keep, weight)
+    return out
 
 
 def exposure(frames, audio, rng, margin, other_audio=None):
@@ -64,30 +86,36 @@ def exposure(frames, audio, rng, margin, other_audio=None):
     gain = rng.uniform(1.3, 1.9) if rng.random() < 0.6 else rng.uniform(0.45, 0.75)
     gamma = rng.uniform(0.75, 1.3)
     smooth = rng.uniform(0.6, 1.0)
+    box = _mask_box(mask)
+    # The exposure curve of a uint8 level, as a table: lit = 255 (low gain / 255) ^ gamma
+    exposed = (255 * np.power(np.clip(np.arange(256) * gain / 255, 0, 1), gamma)).astype(np.float32)
     altered = []
-    for frame in frames.astype(np.float32):
+    for frame in frames[:, box[0], box[1]]:
         low = cv2.GaussianBlur(frame, (0, 0), sigmaX=float(rng.uniform(1.5, 4)))
         denoised = cv2.bilateralFilter(frame, 5, 30, 5)
-        detail = (frame - low) * (1 - smooth) + (denoised - low) * smooth
-        lit = 255 * np.power(np.clip(low * gain / 255, 0, 1), gamma)
-        altered.append(lit + detail)
-    return _blend(frames, np.stack(altered), mask), audio
+        # lit + detail, the detail being (frame - low) (1 - smooth) + (denoised - low) smooth
+        detail = cv2.addWeighted(frame, 1 - smooth, denoised, smooth, 0, dtype=cv2.CV_32F)
+        altered.append(cv2.subtract(detail + cv2.LUT(low, exposed), low, dtype=cv2.CV_8U))
+    return _blend(frames, np.stack(altered), mask, box), audio
 
 
 def relighting(frames, audio, rng, margin, other_audio=None):
     """BG: the face under another light, a brightness ramp in a random direction or another colour balance."""
     t, height, width, _ = frames.shape
     mask = face_mask(height, width, margin, rng)
+    box = _mask_box(mask)
     if rng.random() < 0.5:
         angle = rng.uniform(0, 2 * np.pi)
-        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+        ys, xs = np.mgrid[box[0], box[1]].astype(np.float32)
         side = min(height, width) / (1 + 2 * margin)
         ramp = ((xs - width / 2) * np.cos(angle) + (ys - height / 2) * np.sin(angle)) / side
         gain = np.clip(1 + rng.uniform(0.6, 1.6) * ramp, 0.3, 2.0)[..., None]
     else:
         shift = rng.uniform(0.1, 0.3) * rng.choice([-1, 1])
         gain = np.array([1 + shift, 1 + rng.uniform(-0.05, 0.05), 1 - shift], np.float32)
-    return _blend(frames, frames.astype(np.float32) * gain, mask), audio
+    gain = np.broadcast_to(np.asarray(gain, np.float32), (box[0].stop - box[0].start, box[1].stop - box[1].start, 3))
+    altered = [cv2.multiply(frame, gain, dtype=cv2.CV_8U) for frame in frames[:, box[0], box[1]]]
+    return _blend(frames, altered, mask, box), audio
 
 
 def recompression(frames, audio, rng, margin, other_audio=None):
@@ -97,15 +125,16 @@ def recompression(frames, audio, rng, margin, other_audio=None):
     quality = int(rng.integers(8, 45))
     scale = rng.uniform(0.7, 1.3)
     dy, dx = rng.integers(0, 8, size=2)
+    box = _mask_box(mask)
     altered = []
-    for frame in frames:
+    for frame in frames[:, box[0], box[1]]:
         shifted = np.pad(frame, ((dy, 0), (dx, 0), (0, 0)), mode="edge")
         resized = cv2.resize(shifted, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
         coded = cv2.imdecode(cv2.imencode(".jpg", resized[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])[1],
                              cv2.IMREAD_COLOR)[..., ::-1]
         back = cv2.resize(coded, (shifted.shape[1], shifted.shape[0]), interpolation=cv2.INTER_CUBIC)
-        altered.append(back[dy:, dx:].astype(np.float32))
-    return _blend(frames, np.stack(altered), mask), audio
+        altered.append(back[dy:, dx:])
+    return _blend(frames, np.stack(altered), mask, box), audio
 
 
 _DOWN = (cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_NEAREST)
@@ -118,10 +147,12 @@ def resampling(frames, audio, rng, margin, other_audio=None):
     mask = face_mask(height, width, margin, rng)
     factor = rng.uniform(1.6, 4.0)
     down, up = _DOWN[rng.integers(len(_DOWN))], _UP[rng.integers(len(_UP))]
-    small = (max(1, int(round(width / factor))), max(1, int(round(height / factor))))
-    altered = np.stack([cv2.resize(cv2.resize(f, small, interpolation=down), (width, height), interpolation=up)
-                        for f in frames]).astype(np.float32)
-    return _blend(frames, altered, mask), audio
+    box = _mask_box(mask)
+    region = frames[:, box[0], box[1]]
+    size = (region.shape[2], region.shape[1])
+    small = (max(1, int(round(size[0] / factor))), max(1, int(round(size[1] / factor))))
+    altered = [cv2.resize(cv2.resize(f, small, interpolation=down), size, interpolation=up) for f in region]
+    return _blend(frames, altered, mask, box), audio
 
 
 def temporal_jitter(frames, audio, rng, margin, other_audio=None):
@@ -132,16 +163,18 @@ def temporal_jitter(frames, audio, rng, margin, other_audio=None):
     shift = rng.uniform(0.008, 0.035) * side
     zoom = rng.uniform(0.0, 0.02)
     flicker = rng.uniform(0.01, 0.06)
+    box = _mask_box(mask)
+    top, left = box[0].start, box[1].start
+    size = (box[1].stop - left, box[0].stop - top)
     altered = []
-    for frame in frames.astype(np.float32):
+    for frame in frames:
         scale = 1 + rng.normal(0, zoom)
         dx, dy = rng.normal(0, shift, size=2)
         matrix = cv2.getRotationMatrix2D((width / 2, height / 2), 0, scale)
-        matrix[:, 2] += (dx, dy)
-        warped = cv2.warpAffine(frame, matrix, (width, height), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REFLECT)
-        altered.append(warped * (1 + rng.normal(0, flicker)))
-    return _blend(frames, np.stack(altered), mask), audio
+        matrix[:, 2] += (dx - left, dy - top)  # the warped frame's box only
+        warped = cv2.warpAffine(frame, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        altered.append(cv2.convertScaleAbs(warped, alpha=1 + rng.normal(0, flicker)))
+    return _blend(frames, altered, mask, box), audio
 
 
 def audio_mismatch(frames, audio, rng, margin, other_audio=None):
