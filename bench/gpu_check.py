@@ -77,7 +77,8 @@ class Steps:
 
 
 def new_trainer(cfg: Config, specialist: str, run_dir: Path, dist) -> Trainer:
-    run = StageRun(specialist, 0, f"gpu-check-{specialist}", run_dir, train_sets=[], val_sets=[], epochs=1)
+    run = StageRun(specialist, 0, "gpu-check", f"gpu-check-{specialist}", run_dir, train_sets=[], val_sets=[],
+                   epochs=1)
     trainer = Trainer(cfg, run, run_dir, dist, resume=False)
     trainer.prepare()
     return trainer

@@ -85,7 +85,7 @@ class TrainerLoop:
     def __init__(self, cfg: Config, specialist: str, dist: DistInfo, batches: list[dict]):
         self._run_dir = tempfile.TemporaryDirectory(prefix="bench-train-step-")
         run_dir = Path(self._run_dir.name)
-        run = StageRun(specialist, 0, f"bench-{specialist}", run_dir, train_sets=[], val_sets=[], epochs=1)
+        run = StageRun(specialist, 0, "bench", f"bench-{specialist}", run_dir, train_sets=[], val_sets=[], epochs=1)
         self.trainer = Trainer(cfg, run, run_dir, dist, resume=False)
         self.trainer.prepare()
         self.batches: Iterator[dict] = itertools.cycle(batches)
