@@ -85,7 +85,7 @@ def new_loader(shard_sets: list[ShardSet], cfg: Config, spec: InputSpec, preserv
 
 @contextlib.contextmanager
 def one_core():
-    """Torch and OpenCV on one thread meanwhile, as in a loader worker (``init_worker``)."""
+    """Torch and OpenCV on one thread meanwhile, as in a loader worker (``loader()`` sets it before forking them)."""
     threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)

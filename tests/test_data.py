@@ -367,3 +367,21 @@ def test_a_resumed_stream_skips_exactly_the_consumed_samples_of_each_worker(one_
 def test_partition_needs_a_shard_per_worker(one_shard_per_worker):
     with pytest.raises(DataError, match="data.sampling=partition needs at least ranks x workers = 1 x 3 = 3"):
         batches(one_shard_per_worker, data_config(workers=3), 1)
+
+
+def test_loader_workers_start_after_this_process_used_opencvs_thread_pool(one_shard_per_worker):
+    """Forked workers must not touch OpenCV's thread pool: ``cv2.setNumThreads`` in a child forked after the parent
+    used the pool deadlocks, so ``loader`` sets one thread before forking. Run in a fresh process with a deadline."""
+    script = f"""
+import cv2, numpy as np
+from pathlib import Path
+cv2.setNumThreads(2)
+image = np.random.default_rng(0).random((1024, 1024), np.float32)
+for _ in range(4):
+    cv2.GaussianBlur(image, (31, 31), 0)  # the pool's threads now run
+import test_data
+print(len(test_data.batches(Path({str(one_shard_per_worker)!r}), test_data.data_config(), 2)))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parent, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.split()[-1] == "2", done.stderr[-2000:]

@@ -246,18 +246,18 @@ class EvalStream(IterableDataset):
 def loader(dataset: IterableDataset, cfg: DataConfig, seed: int = 0) -> DataLoader:
     """A DataLoader over a batch stream. It draws its workers' base seed from its own generator, not from the
     global torch RNG, so creating a loader (at a resume, at an evaluation) leaves the model's dropout
-    sequence untouched."""
+    sequence untouched.
+
+    With workers, OpenCV is set to one thread here, in the process that forks them: each worker is one core's
+    work (torch sets its own threads to 1 there), and OpenCV's pool would start a thread per core in every
+    worker. It cannot be set in the worker: ``cv2.setNumThreads`` in a child forked after the parent used the
+    pool deadlocks (tests/test_data.py)."""
     workers = max(0, cfg.workers)
+    if workers:
+        cv2.setNumThreads(1)
     return DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=torch.cuda.is_available(),
                       prefetch_factor=cfg.prefetch if workers else None, persistent_workers=False,
-                      generator=torch.Generator().manual_seed(seed), worker_init_fn=init_worker)
-
-
-def init_worker(worker_id: int) -> None:
-    """A loader worker: one core's work (torch sets its own threads to 1 there; OpenCV's pool would otherwise
-    start a thread per core in every worker), and the stop signals left to the training process."""
-    cv2.setNumThreads(1)
-    ignore_outside_stop_signals(worker_id)
+                      generator=torch.Generator().manual_seed(seed), worker_init_fn=ignore_outside_stop_signals)
 
 
 def ignore_outside_stop_signals(worker_id: int) -> None:
