@@ -173,6 +173,30 @@ def test_ffpp_requested_folders_without_videos_are_errors_naming_the_path(tmp_pa
         read_layout("ffpp", no_splits, ShardsConfig())
 
 
+def test_videos_named_outside_the_official_scheme_are_skipped_with_their_reason(tmp_path):
+    """FF++ fakes must be TARGET_SOURCE, DeepFakeDetection videos ACTOR__scene and TARGET_SOURCE__scene__CODE."""
+    ffpp = ffpp_tree(tmp_path / "ffpp", "c23")
+    (ffpp / "manipulated_sequences/Deepfakes/c23/videos/stray.mp4").write_bytes(b"")
+    skipped = read_layout("ffpp", ffpp, ShardsConfig())["train"].skipped
+    assert {"path": "manipulated_sequences/Deepfakes/c23/videos/stray.mp4",
+            "reason": "fake name is not TARGET_SOURCE (NNN_MMM)"} in skipped
+    dfd = tmp_path / "dfd"
+    originals = dfd / "original_sequences/actors/c23/videos"
+    fakes = dfd / "manipulated_sequences/DeepFakeDetection/c23/videos"
+    for path in (originals / "01__walking.mp4", originals / "walking.mp4", fakes / "01_02__walking__ABC123.mp4",
+                 fakes / "01_02.mp4"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    test = read_layout("dfd", dfd, ShardsConfig())["test"]
+    assert {v.path: v.original_id for v in test.videos} == {
+        "original_sequences/actors/c23/videos/01__walking.mp4": None,
+        "manipulated_sequences/DeepFakeDetection/c23/videos/01_02__walking__ABC123.mp4": "original/01__walking"}
+    assert sorted(test.skipped, key=lambda s: s["path"]) == [
+        {"path": "manipulated_sequences/DeepFakeDetection/c23/videos/01_02.mp4",
+         "reason": "fake name is not TARGET_SOURCE__scene__CODE"},
+        {"path": "original_sequences/actors/c23/videos/walking.mp4", "reason": "original name is not ACTOR__scene"}]
+
+
 def test_ffpp_c40_only_tree_built_with_c23_exits_non_zero(tmp_path):
     """The issue's case, through the command line: no empty shard sets, exit 2 and the expected path."""
     root = ffpp_tree(tmp_path / "FaceForensics++", "c40")

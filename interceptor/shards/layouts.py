@@ -28,6 +28,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Iterator
 
 from interceptor import DATASETS, LABEL_FAKE, LABEL_REAL
 from interceptor.schema import FFPP_METHODS, FFPP_OPTIONAL_METHODS, ShardsConfig
@@ -106,6 +107,19 @@ def _required_videos(root: Path, rel: str, what: str) -> list[Path]:
     return found
 
 
+def _named_videos(root: Path, rel: str, what: str, pattern: str, reason: str,
+                  skipped: list[dict]) -> Iterator[tuple[Path, str, re.Match]]:
+    """The :func:`_required_videos` of ``rel`` whose name (stem) matches ``pattern``: the file, its path relative to
+    ``root`` and the match; a video named otherwise is recorded in ``skipped`` with ``reason``."""
+    for file in _required_videos(root, rel, what):
+        path = file.relative_to(root).as_posix()
+        match = re.fullmatch(pattern, file.stem)
+        if match:
+            yield file, path, match
+        else:
+            skipped.append({"path": path, "reason": reason})
+
+
 def _listings(dataset: str, chunk: int | None = None) -> dict[str, ShardSetListing]:
     return {s: ShardSetListing(shard_set_name(s, chunk), dataset, s, chunk) for s in SPLITS}
 
@@ -179,12 +193,8 @@ def read_ffpp(root: Path, cfg: ShardsConfig) -> dict[str, ShardSetListing]:
     for method in cfg.ffpp_methods:
         what = f"method {method} at {comp}" + ("" if method in known else
                                               f" (shards.ffpp_methods: the FF++ methods are {', '.join(known)})")
-        for file in _required_videos(root, _FFPP_FAKE.format(m=method, c=comp), what):
-            rel = file.relative_to(root).as_posix()
-            match = re.fullmatch(r"(\d+)_(\d+)", file.stem)
-            if not match:
-                unassigned(rel, "fake name is not TARGET_SOURCE (NNN_MMM)")
-                continue
+        for file, rel, match in _named_videos(root, _FFPP_FAKE.format(m=method, c=comp), what, r"(\d+)_(\d+)",
+                                              "fake name is not TARGET_SOURCE (NNN_MMM)", listings["train"].skipped):
             target, source = match.groups()
             splits = {split_of.get(target), split_of.get(source)}
             if len(splits) != 1 or None in splits:
@@ -210,20 +220,14 @@ def read_dfd(root: Path, cfg: ShardsConfig) -> dict[str, ShardSetListing]:
     comp = cfg.ffpp_compression
     listings = _listings("dfd")
     test = listings["test"]
-    for file in _required_videos(root, _DFD_ORIGINAL.format(c=comp), f"the DeepFakeDetection originals at {comp}"):
-        rel = file.relative_to(root).as_posix()
-        match = re.fullmatch(r"(\d+)__(.+)", file.stem)
-        if not match:
-            test.skipped.append({"path": rel, "reason": "original name is not ACTOR__scene"})
-            continue
+    for file, rel, match in _named_videos(root, _DFD_ORIGINAL.format(c=comp),
+                                          f"the DeepFakeDetection originals at {comp}", r"(\d+)__(.+)",
+                                          "original name is not ACTOR__scene", test.skipped):
         test.videos.append(VideoEntry("dfd", "test", None, "original", f"original/{file.stem}", LABEL_REAL, rel,
                                       identity=match.group(1)))
-    for file in _required_videos(root, _DFD_FAKE.format(c=comp), f"the DeepFakeDetection fakes at {comp}"):
-        rel = file.relative_to(root).as_posix()
-        match = re.fullmatch(r"(\d+)_(\d+)__(.+)__([A-Za-z0-9]+)", file.stem)
-        if not match:
-            test.skipped.append({"path": rel, "reason": "fake name is not TARGET_SOURCE__scene__CODE"})
-            continue
+    for file, rel, match in _named_videos(root, _DFD_FAKE.format(c=comp), f"the DeepFakeDetection fakes at {comp}",
+                                          r"(\d+)_(\d+)__(.+)__([A-Za-z0-9]+)",
+                                          "fake name is not TARGET_SOURCE__scene__CODE", test.skipped):
         target, _, scene, _ = match.groups()
         original_id = f"{target}__{scene}"
         test.videos.append(VideoEntry(
