@@ -49,7 +49,7 @@ class InputSpec:
     audio_samples: int = 0  # waveform length per clip for AV: clip_seconds x audio_rate
 
     def __post_init__(self):
-        object.__setattr__(self, "kind", InputKind(self.kind))  # a specialist declares its kind as a string
+        object.__setattr__(self, "kind", InputKind(self.kind))  # its name ("frame", ...) is accepted too
 
     @classmethod
     def of(cls, model) -> InputSpec:
@@ -182,13 +182,15 @@ GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma, as OpenCV's RGB2GRAY
 def resized_crops(pixels: torch.Tensor, crop: torch.Tensor) -> torch.Tensor:
     """Each sample's box ``crop`` (B, 4: top, left, height, width in whole pixels, on the host) of float
     (B, [T,] 3, H, W) pixels, resized bilinearly to the whole frame, as ``cv2.resize`` resizes the box."""
-    size = pixels.shape[-2:]
+    size = tuple(pixels.shape[-2:])
+    boxes = [(i, box) for i, box in enumerate(crop.int().tolist()) if tuple(box[2:]) != size]
+    if not boxes:  # whole frames stay as they are (the pixel-preserving specialists', frames cropped in the loader)
+        return pixels
     out = pixels.clone()
-    for sample, (top, left, height, width) in zip(out, crop.int().tolist()):
-        if (height, width) != tuple(size):  # a whole frame stays as it is (the pixel-preserving specialists')
-            box = sample[..., top:top + height, left:left + width]
-            sample.copy_(torch.nn.functional.interpolate(box.reshape(-1, *box.shape[-3:]), size=size,
-                                                         mode="bilinear", align_corners=False).reshape(sample.shape))
+    for i, (top, left, height, width) in boxes:
+        box = out[i, ..., top:top + height, left:left + width]
+        out[i] = torch.nn.functional.interpolate(box.reshape(-1, *box.shape[-3:]), size=size, mode="bilinear",
+                                                 align_corners=False).reshape(out[i].shape)
     return out
 
 
