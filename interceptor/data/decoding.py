@@ -109,9 +109,9 @@ def frames_to_decode(sample: dict, spec: InputSpec, rng: np.random.Generator | N
     return [names[i] for i in chosen_frames(len(names), spec, rng, eval_frames)]
 
 
-def _sample_audio(sample: dict) -> np.ndarray | None:
-    """The clip's int16 audio, or None when its video has no audio track."""
-    if not json.loads(sample["json"]).get("has_audio") or "audio.npy" not in sample:
+def _sample_audio(sample: dict, meta: dict) -> np.ndarray | None:
+    """The clip's int16 audio, or None when its video has no audio track (``meta``: the sample's parsed json)."""
+    if not meta.get("has_audio") or "audio.npy" not in sample:
         return None
     return np.load(io.BytesIO(sample["audio.npy"]), allow_pickle=False)
 
@@ -123,12 +123,13 @@ def decode_sample(sample: dict, spec: InputSpec, rng: np.random.Generator | None
     A real sample that the training stream drew as a pseudo-fake (its ``PSEUDO_FAKE`` entry) is altered by
     ``pseudo_fake`` and labelled fake; where the maker cannot alter it (AV without audio) it stays real.
     """
-    audio = _sample_audio(sample) if spec.kind.has_audio else None
     meta = json.loads(sample["json"])
+    audio = _sample_audio(sample, meta) if spec.kind.has_audio else None
     maker = None
     if PSEUDO_FAKE in sample and pseudo_fake is not None:
         partner = sample[PSEUDO_FAKE]
-        partner_audio = _sample_audio(partner) if partner is not None and spec.kind.has_audio else None
+        partner_audio = (_sample_audio(partner, json.loads(partner["json"]))
+                         if partner is not None and spec.kind.has_audio else None)
         maker = functools.partial(pseudo_fake, other_audio=partner_audio)
     item = clip_item(_EncodedFrames(sample), audio, spec, rng, augment, eval_frames, maker)
     label = LABEL_FAKE if item.pop("pseudo_fake", False) else sample_label(sample)
