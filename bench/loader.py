@@ -14,9 +14,9 @@ For each specialist every round measures, in alternating order:
   ``--batches`` batches. With 0 workers the loader runs in this process, on one core: its rate is the rate per
   loader worker (per core), and the bytes this process reads meanwhile (``rchar`` of ``/proc/self/io``) over
   the samples delivered are the bytes read from shards per trained sample;
-- ``decode``: ``cv2.imdecode`` alone, in this process, of the frames the loader decodes (``frames_to_decode``:
-  one frame of each sample for the frame specialists, the T frames of the clip for TM and AV) for as many
-  samples of the same shards, their PNG bytes read into memory beforehand;
+- ``decode``: ``decode_image`` (``cv2.imdecode`` to RGB) alone, in this process, of the frames the loader
+  decodes (``frames_to_decode``: one frame of each sample for the frame specialists, the T frames of the clip for
+  TM and AV) for as many samples of the same shards, their PNG bytes read into memory beforehand;
 - ``trainer`` (``--steps`` above 0): the trainer's consumption rate, ``--steps`` optimizer steps of the real
   trainer step (``bench/train_step.py``'s ``TrainerLoop``) on in-memory batches of the configured batch size.
 
@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from interceptor.config import load_config  # noqa: E402
 from interceptor.schema import Config  # noqa: E402
-from interceptor.data.decoding import frames_to_decode  # noqa: E402
+from interceptor.data.decoding import decode_image, frames_to_decode  # noqa: E402
 from interceptor.data.shard_sets import ShardSet, resolve_shard_sets  # noqa: E402
 from interceptor.data.streams import TrainStream, loader  # noqa: E402
 from interceptor.distributed import DistInfo  # noqa: E402
@@ -148,9 +148,10 @@ def encoded_frames(shard_sets: list[ShardSet], spec: InputSpec, clips: int) -> l
 
 
 def decode_seconds(frames: list[bytes]) -> float:
+    """Seconds to decode ``frames`` as the loader decodes them (``decode_image``: RGB uint8), nothing else."""
     start = time.perf_counter()
     for data in frames:
-        cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        decode_image(data)
     return time.perf_counter() - start
 
 

@@ -90,9 +90,21 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in frames])
 
 
+def stack_frames(frames: Sequence[np.ndarray], indices: list[int], out: np.ndarray | None = None) -> np.ndarray:
+    """``frames[i]`` for ``indices`` as one (T, H, W, 3) array, each copied as soon as it is indexed (decoded, for
+    a shard sample's frames): into ``out`` when it has their shape, else into a new array."""
+    first = frames[indices[0]]
+    if out is None or out.shape != (len(indices), *first.shape):
+        out = np.empty((len(indices), *first.shape), first.dtype)
+    out[0] = first
+    for t, i in enumerate(indices[1:], 1):
+        out[t] = frames[i]
+    return out
+
+
 def clip_item(frames: Sequence[np.ndarray], audio: np.ndarray | None, spec: InputSpec,
               rng: np.random.Generator | None = None, augment: Callable | None = None,
-              eval_frames: str = "middle", pseudo_fake: Callable | None = None) -> dict:
+              eval_frames: str = "middle", pseudo_fake: Callable | None = None, out: np.ndarray | None = None) -> dict:
     """One clip's model inputs: ``pixels`` (T, H, W, 3) uint8, plus ``audio`` (int16) and ``audio_mask`` for AV.
 
     ``frames`` are the clip's (H, W, 3) uint8 RGB crops (indexed only where :func:`chosen_frames` picks), ``audio``
@@ -101,8 +113,10 @@ def clip_item(frames: Sequence[np.ndarray], audio: np.ndarray | None, spec: Inpu
     the chosen frames to the model's size and draws the item's ``DEVICE_AUGMENTATION`` (:func:`augment_on_device`).
     ``pseudo_fake`` (training only) alters the chosen frames and the audio
     before augmentation (:mod:`~interceptor.data.pseudo_fakes`); the item's ``pseudo_fake`` says whether it did.
+    ``out``: the item's (T, size, size, 3) uint8 slot in a batch's pixels (:func:`stack_inputs`), which the frames
+    are copied into as they are decoded and its pixels end in: no copy of its own to stack.
     """
-    pixels = np.stack([frames[i] for i in chosen_frames(len(frames), spec, rng, eval_frames)])
+    pixels = stack_frames(frames, chosen_frames(len(frames), spec, rng, eval_frames), out)
     altered = pseudo_fake(pixels, audio, rng) if pseudo_fake is not None else None
     if altered is not None:
         pixels, audio = altered
@@ -112,6 +126,9 @@ def clip_item(frames: Sequence[np.ndarray], audio: np.ndarray | None, spec: Inpu
         item.update(device_augmentation)
     else:
         pixels = resize_frames(pixels, spec.image_size)
+    if out is not None and pixels is not out:
+        out[...] = pixels
+        pixels = out
     item["pixels"] = torch.from_numpy(np.ascontiguousarray(pixels))
     if pseudo_fake is not None:
         item["pseudo_fake"] = altered is not None
@@ -141,10 +158,11 @@ def evaluation_rows(items: list[dict], spec: InputSpec, eval_frames: str) -> lis
     return items
 
 
-def stack_inputs(items: list[dict], spec: InputSpec) -> dict:
+def stack_inputs(items: list[dict], spec: InputSpec, pixels: torch.Tensor | None = None) -> dict:
     """Stack :func:`clip_item` outputs: frame models' (B, 1, H, W, 3) become (B, H, W, 3); audio gets the model's
-    length (:func:`fit_audio`); training items' ``crop``, ``flip`` and ``jitter`` become (B, 4), (B,), (B, 3)."""
-    pixels = torch.stack([i["pixels"] for i in items])
+    length (:func:`fit_audio`); training items' ``crop``, ``flip`` and ``jitter`` become (B, 4), (B,), (B, 3).
+    ``pixels``: the batch's pixels already there, the items made into its slots (``clip_item``'s ``out``)."""
+    pixels = torch.stack([i["pixels"] for i in items]) if pixels is None else pixels[:len(items)]
     batch = {"pixels": pixels[:, 0] if spec.kind is InputKind.FRAME else pixels}
     if "flip" in items[0]:
         batch.update({key: torch.from_numpy(np.stack([i[key] for i in items])) for key in DEVICE_AUGMENTATION})

@@ -195,6 +195,70 @@ def test_pixel_preserving_crops_reach_the_model_as_whole_pixels_flipped_or_not()
     assert set(batch["flip"].tolist()) == {True, False}
 
 
+def test_an_items_pixels_end_in_its_batch_slot_with_or_without_resizing():
+    from interceptor.inputs import stack_inputs
+
+    clip = InputSpec(InputKind.CLIP, 32, 2)
+    frames = np.random.default_rng(7).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    pixels = torch.zeros((3, 2, 32, 32, 3), dtype=torch.uint8)
+    whole = clip_item(frames, None, clip, out=pixels[0].numpy())  # decoded straight into the slot
+    resized = clip_item(np.repeat(np.repeat(frames, 2, 1), 2, 2), None, clip, out=pixels[1].numpy())
+    assert np.shares_memory(whole["pixels"].numpy(), pixels[0].numpy()) and torch.equal(pixels[0], whole["pixels"])
+    assert np.shares_memory(resized["pixels"].numpy(), pixels[1].numpy())
+    assert torch.equal(whole["pixels"], clip_item(frames, None, clip)["pixels"])
+    assert torch.equal(pixels[0], torch.from_numpy(frames[[0, 2]])) and not pixels[2].any()
+    assert stack_inputs([whole, resized], clip, pixels)["pixels"].shape == (2, 2, 32, 32, 3)
+
+
+def test_training_batches_hold_each_samples_own_frames_after_corrupt_samples_and_in_workers(one_shard_per_worker):
+    """Samples are decoded into their slot of the batch's pixels (shared memory in a worker); a corrupt sample's
+    slot is taken by the next sample. Sample vI of the shards written here has frames of value 10 I and 10 I + 1."""
+    for workers in (0, 2):
+        for batch in batches(one_shard_per_worker, data_config(workers=workers, sampling="resample"), 6):
+            for sample_key, frame in zip(batch["key"], batch["pixels"]):
+                index = int(sample_key.split("v")[-1].split("-")[0])
+                assert int(frame[0, 0, 0]) in (10 * index, 10 * index + 1) and (frame == frame[0, 0, 0]).all()
+
+
+class _PixelBatchInWorker(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        from interceptor.data.decoding import pixel_batch
+
+        clip, frame = InputSpec(InputKind.CLIP, 8, 3), InputSpec(InputKind.FRAME, 8, 1)
+        yield pixel_batch(2, clip).is_shared(), pixel_batch(2, frame).shape
+
+
+def test_a_loader_worker_makes_its_batches_in_shared_memory():
+    from interceptor.data.decoding import pixel_batch
+
+    worker = torch.utils.data.DataLoader(_PixelBatchInWorker(), batch_size=None, num_workers=1)
+    assert list(worker) == [[True, [2, 1, 8, 8, 3]]]  # sent to the training process as it is, no copy
+    assert not pixel_batch(2, InputSpec(InputKind.CLIP, 8, 3)).is_shared()  # in the training process itself
+
+
+def test_the_loaders_process_keeps_the_memory_it_frees():
+    """After ``keep_freed_memory`` a freed 64 MB buffer stays mapped (so the next one is not faulted in again);
+    before it, glibc unmaps it. Each in a fresh process."""
+    script = """
+import sys
+import numpy as np
+from interceptor.data.streams import keep_freed_memory
+
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+if sys.argv[1] == "keep":
+    keep_freed_memory()
+buffer = np.ones(64 << 20, np.uint8)
+before = rss_mb()
+del buffer
+print(before - rss_mb())
+"""
+    freed = {mode: float(subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True,
+                                        check=True).stdout) for mode in ("default", "keep")}
+    assert freed["default"] > 60 and freed["keep"] < 4, freed
+
+
 # ------------------------------------------------------------------------------------------------ shard manifest
 
 

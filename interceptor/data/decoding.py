@@ -12,10 +12,11 @@ from typing import Callable
 import cv2
 import numpy as np
 import torch
+from torch.utils.data import get_worker_info
 
 from interceptor import LABEL_FAKE
 from interceptor.data.frame_samples import frame_names
-from interceptor.inputs import InputSpec, chosen_frames, clip_item, resize_frames, stack_inputs
+from interceptor.inputs import InputKind, InputSpec, chosen_frames, clip_item, resize_frames, stack_inputs
 
 PSEUDO_FAKE = "__pseudo_fake__"  # raw-sample entry: drawn as a pseudo-fake; its value: a partner real's audio
 
@@ -36,11 +37,12 @@ def video_key(sample_key: str) -> str:
     return re.sub(r"-face\d+$", "", face_key(sample_key))
 
 
-def _decode_image(data: bytes) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+def decode_image(data: bytes) -> np.ndarray:
+    """An encoded frame (PNG or JPEG bytes) -> (H, W, 3) uint8 RGB, decoded in RGB order (no conversion pass)."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
     if image is None:
         raise ValueError("undecodable frame")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)  # in place: a contiguous array copies fast later
+    return image
 
 
 class Augmenter:
@@ -99,7 +101,7 @@ class _EncodedFrames:
         return len(self.names)
 
     def __getitem__(self, index: int) -> np.ndarray:
-        return _decode_image(self.sample[self.names[index]])
+        return decode_image(self.sample[self.names[index]])
 
 
 def frames_to_decode(sample: dict, spec: InputSpec, rng: np.random.Generator | None,
@@ -117,8 +119,10 @@ def _sample_audio(sample: dict, meta: dict) -> np.ndarray | None:
 
 
 def decode_sample(sample: dict, spec: InputSpec, rng: np.random.Generator | None,
-                  augment: Augmenter | None, eval_frames: str = "middle", pseudo_fake: Callable | None = None) -> dict:
-    """Raw shard sample -> :func:`clip_item` (uint8 pixels, int16 audio) plus label and video key.
+                  augment: Augmenter | None, eval_frames: str = "middle", pseudo_fake: Callable | None = None,
+                  out: np.ndarray | None = None) -> dict:
+    """Raw shard sample -> :func:`clip_item` (uint8 pixels, int16 audio) plus label and video key; ``out``: the
+    sample's slot in its batch's pixels (:func:`pixel_batch`), which its frames are decoded into.
 
     A real sample that the training stream drew as a pseudo-fake (its ``PSEUDO_FAKE`` entry) is altered by
     ``pseudo_fake`` and labelled fake; where the maker cannot alter it (AV without audio) it stays real.
@@ -131,14 +135,26 @@ def decode_sample(sample: dict, spec: InputSpec, rng: np.random.Generator | None
         partner_audio = (_sample_audio(partner, json.loads(partner["json"]))
                          if partner is not None and spec.kind.has_audio else None)
         maker = functools.partial(pseudo_fake, other_audio=partner_audio)
-    item = clip_item(_EncodedFrames(sample), audio, spec, rng, augment, eval_frames, maker)
+    item = clip_item(_EncodedFrames(sample), audio, spec, rng, augment, eval_frames, maker, out)
     label = LABEL_FAKE if item.pop("pseudo_fake", False) else sample_label(sample)
     return {"label": label, "video": video_key(sample["__key__"]), "face": face_key(sample["__key__"]),
             "key": sample["__key__"], "source": f"{meta['dataset']}:{meta['source']}", **item}
 
 
-def collate(items: list[dict], spec: InputSpec) -> dict:
-    """Stack decoded samples into a batch: :func:`stack_inputs` plus labels, video, face and clip keys."""
+def pixel_batch(batch_size: int, spec: InputSpec) -> torch.Tensor:
+    """The uint8 (B, T, size, size, 3) pixels of a training batch (T 1 for frame models), for its samples to be
+    decoded into (``decode_sample``'s ``out``). In a loader worker it is allocated in shared memory, as
+    ``default_collate`` allocates its output there: the batch then reaches the training process without a copy."""
+    shape = (batch_size, 1 if spec.kind is InputKind.FRAME else spec.frames, spec.image_size, spec.image_size, 3)
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.uint8)
+    storage = torch.UntypedStorage._new_shared(int(np.prod(shape)))
+    return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
+
+
+def collate(items: list[dict], spec: InputSpec, pixels: torch.Tensor | None = None) -> dict:
+    """Decoded samples as a batch: :func:`stack_inputs` plus labels, video, face and clip keys; ``pixels``: the
+    batch's :func:`pixel_batch` the items were decoded into."""
     return {"label": torch.tensor([i["label"] for i in items]), "video": [i["video"] for i in items],
             "face": [i["face"] for i in items], "key": [i["key"] for i in items],
-            "source": [i["source"] for i in items], **stack_inputs(items, spec)}
+            "source": [i["source"] for i in items], **stack_inputs(items, spec, pixels)}
