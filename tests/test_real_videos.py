@@ -264,6 +264,19 @@ def test_truncated_videos_are_reported_and_an_all_skipped_build_is_an_error(tmp_
     assert any(r.startswith("truncated") for r in reasons), reasons
 
 
+def test_a_video_cut_short_after_its_clips_is_built_with_a_warning(rotated_twins, tmp_path, demo_config):
+    """A file cut short (index first, as a download broken off) whose planned clips still decode: its clips are
+    kept, and the missing frames its header announces are a warning, not silence."""
+    faststart_copy(rotated_twins[0], tmp_path / "whole.mp4")
+    data = (tmp_path / "whole.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[:int(len(data) * 0.6)])
+    cfg = dataclasses.replace(demo_config.shards, frames_per_clip=4, frame_stride=1)
+    whole, cut = (extract_clips(tmp_path / f"{name}.mp4", cfg, num_clips=1) for name in ("whole", "cut"))
+    assert whole.info.announced_frames == whole.info.num_frames == 40 and whole.warnings == []
+    assert 4 <= cut.info.num_frames < 40 == cut.info.announced_frames and cut.clips
+    assert any("of the 40 frames its header announces" in w for w in cut.warnings), cut.warnings
+
+
 def test_replaced_or_relabelled_videos_are_rebuilt(tmp_path, dfd_root, demo_config):
     chunk = tmp_path / "raw" / "dfdc_train_part_1"
     chunk.mkdir(parents=True)

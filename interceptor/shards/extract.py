@@ -172,6 +172,9 @@ def extract_clips(path: str | os.PathLike, cfg: ShardsConfig, tracks: list[FaceT
     missing = bool(plan) and any(i not in decoded.frames for clip in plan for i in clip)
     stopped = (f"decoding stopped at frame {decoded.end} of {info.num_frames}: {decoded.error or 'end of data'}"
                if decoded.error or missing else None)
+    if info.missing_frames:  # cut short where no planned frame is: the clips decode, the file is still incomplete
+        stopped = (f"{stopped + '; ' if stopped else ''}the file holds {info.num_frames} of the "
+                   f"{info.announced_frames} frames its header announces")
     if not plan or missing:  # no frame count in the header, or fewer frames than announced
         plan = plan_for(decoded.end)
         if not plan:

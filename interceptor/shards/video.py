@@ -40,6 +40,12 @@ class VideoInfo:
     num_frames: int  # video packets with a timestamp, or the header's count when there are none
     has_audio: bool
     rotation: int = 0  # display rotation, degrees counter-clockwise: 0, 90, 180 or 270
+    announced_frames: int = 0  # the frames the stream's header announces (0: it does not say)
+
+    @property
+    def missing_frames(self) -> int:
+        """Frames the header announces that the file does not hold (cut short: truncated, or partly written)."""
+        return max(0, self.announced_frames - self.num_frames)
 
 
 class UprightFrame:
@@ -125,7 +131,8 @@ class MediaReader:
             rotation = self._display_rotation()
             width, height = (ctx.height, ctx.width) if rotation in (90, 270) else (ctx.width, ctx.height)
             self.info = VideoInfo(width=width, height=height, fps=fps, num_frames=int(num_frames),
-                                  has_audio=bool(container.streams.audio), rotation=rotation)
+                                  has_audio=bool(container.streams.audio), rotation=rotation,
+                                  announced_frames=int(video.frames or 0))
         finally:
             container.close()
         if self.info.num_frames and not self.info.fps:
