@@ -111,16 +111,18 @@ def clip_item(frames: Sequence[np.ndarray], audio: np.ndarray | None, spec: Inpu
     its int16 samples or None without an audio track. ``rng`` None means evaluation: no augmentation.
     ``augment(frames, rng)`` (training only, :class:`~interceptor.data.decoding.Augmenter`) crops and resizes
     the chosen frames to the model's size and draws the item's ``DEVICE_AUGMENTATION`` (:func:`augment_on_device`).
-    ``pseudo_fake`` (training only) alters the chosen frames and the audio
-    before augmentation (:mod:`~interceptor.data.pseudo_fakes`); the item's ``pseudo_fake`` says whether it did.
+    ``pseudo_fake(frames, audio, rng)`` (training only: a :class:`~interceptor.data.pseudo_fakes.PseudoFake`'s
+    ``draw``) draws the item's pseudo-fake parameters (``pseudo``) before augmentation and alters its audio; the
+    item's ``pseudo_fake`` says whether it drew them (:func:`model_inputs` applies them on the device).
     ``out``: the item's (T, size, size, 3) uint8 slot in a batch's pixels (:func:`stack_inputs`), which the frames
     are copied into as they are decoded and its pixels end in: no copy of its own to stack.
     """
     pixels = stack_frames(frames, chosen_frames(len(frames), spec, rng, eval_frames), out)
-    altered = pseudo_fake(pixels, audio, rng) if pseudo_fake is not None else None
-    if altered is not None:
-        pixels, audio = altered
+    drawn = pseudo_fake(pixels, audio, rng) if pseudo_fake is not None else None
     item = {}
+    if pseudo_fake is not None:
+        item.update(pseudo_fake=drawn is not None, pseudo=drawn[0] if drawn is not None else np.zeros(0, np.float32))
+        audio = drawn[1] if drawn is not None else audio
     if augment is not None and rng is not None:
         pixels, device_augmentation = augment(pixels, rng)
         item.update(device_augmentation)
@@ -130,8 +132,6 @@ def clip_item(frames: Sequence[np.ndarray], audio: np.ndarray | None, spec: Inpu
         out[...] = pixels
         pixels = out
     item["pixels"] = torch.from_numpy(np.ascontiguousarray(pixels))
-    if pseudo_fake is not None:
-        item["pseudo_fake"] = altered is not None
     if spec.kind.has_audio:
         samples = np.zeros(0, np.int16) if audio is None else audio.astype(np.int16).reshape(-1)
         item.update(audio=torch.from_numpy(samples), audio_mask=audio is not None)
@@ -160,12 +160,18 @@ def evaluation_rows(items: list[dict], spec: InputSpec, eval_frames: str) -> lis
 
 def stack_inputs(items: list[dict], spec: InputSpec, pixels: torch.Tensor | None = None) -> dict:
     """Stack :func:`clip_item` outputs: frame models' (B, 1, H, W, 3) become (B, H, W, 3); audio gets the model's
-    length (:func:`fit_audio`); training items' ``crop``, ``flip`` and ``jitter`` become (B, 4), (B,), (B, 3).
+    length (:func:`fit_audio`); training items' ``crop``, ``flip`` and ``jitter`` become (B, 4), (B,), (B, 3), and
+    their ``pseudo_fake`` marks and ``pseudo`` parameters (B,) and (B, P) (zeros for the others).
     ``pixels``: the batch's pixels already there, the items made into its slots (``clip_item``'s ``out``)."""
     pixels = torch.stack([i["pixels"] for i in items]) if pixels is None else pixels[:len(items)]
     batch = {"pixels": pixels[:, 0] if spec.kind is InputKind.FRAME else pixels}
     if "flip" in items[0]:
         batch.update({key: torch.from_numpy(np.stack([i[key] for i in items])) for key in DEVICE_AUGMENTATION})
+    if "pseudo_fake" in items[0]:
+        drawn = [i["pseudo"] for i in items if i["pseudo_fake"]]
+        none = np.zeros(len(drawn[0]) if drawn else 0, np.float32)
+        batch["pseudo_fake"] = torch.tensor([i["pseudo_fake"] for i in items])
+        batch["pseudo"] = torch.from_numpy(np.stack([i["pseudo"] if i["pseudo_fake"] else none for i in items]))
     if spec.kind.has_audio:
         batch["audio"] = torch.stack([fit_audio(i["audio"], spec.audio_samples) for i in items])
         batch["audio_mask"] = torch.tensor([i["audio_mask"] for i in items])
@@ -173,12 +179,17 @@ def stack_inputs(items: list[dict], spec: InputSpec, pixels: torch.Tensor | None
 
 
 def model_inputs(batch: dict, spec: InputSpec, device: torch.device, dtype: torch.dtype = torch.float32,
-                 channels_last: bool = False) -> dict[str, torch.Tensor]:
+                 channels_last: bool = False, pseudo_fake=None) -> dict[str, torch.Tensor]:
     """Batch -> the model's keyword inputs (:attr:`InputKind.input_names`) on ``device``: uint8 (…, H, W, 3) pixels
-    become float (…, 3, H, W) in [0, 1] there (a training batch's ``DEVICE_AUGMENTATION`` applied), audio in
-    [-1, 1]."""
+    become float (…, 3, H, W) in [0, 1] there, audio in [-1, 1]. A training batch's pseudo-fakes are made there
+    by ``pseudo_fake`` (the specialist's :class:`~interceptor.data.pseudo_fakes.PseudoFake`), then its
+    ``DEVICE_AUGMENTATION`` is applied."""
     pixels = batch["pixels"].to(device, non_blocking=True).float().div_(255)
     pixels = pixels.movedim(-1, -3)  # a channels_last view of frames
+    if pseudo_fake is not None and "pseudo_fake" in batch:
+        from interceptor.data.pseudo_fakes import apply_pseudo_fakes
+
+        pixels = apply_pseudo_fakes(pixels, batch["pseudo_fake"], batch["pseudo"], pseudo_fake)
     if "flip" in batch:
         pixels = augment_on_device(pixels, batch["crop"], batch["flip"].to(device, non_blocking=True),
                                    batch["jitter"].to(device, non_blocking=True))

@@ -3,14 +3,17 @@ stream mixes them in as fakes, deterministically."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
+
+import torch
 
 from interceptor.config import load_config
 from interceptor.data.shard_sets import DataError, resolve_shard_sets
 from interceptor.data.streams import TrainStream
-from interceptor.inputs import InputKind, InputSpec
-from interceptor.data.pseudo_fakes import face_mask, pseudo_fake_maker
+from interceptor.inputs import InputKind, InputSpec, model_inputs, stack_inputs, clip_item
+from interceptor.data.pseudo_fakes import draw_mask, face_masks, jpeg_round_trip, pseudo_fake_maker
 
 MARGIN = 0.333
 SIZE = 96
@@ -30,18 +33,33 @@ def face_and_border(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return image[..., 38:58, 38:58, :], np.concatenate([image[..., :8, :, :], image[..., -8:, :, :]], axis=-3)
 
 
+def made(specialist: str, clip: np.ndarray, seed: int, audio=None, other_audio=None):
+    """``specialist``'s pseudo-fake of a (T, H, W, 3) uint8 clip as the loader draws and the device makes it:
+    (uint8 frames, audio), or None."""
+    family = pseudo_fake_maker(specialist)
+    drawn = family.draw(clip, audio, np.random.default_rng(seed), MARGIN, other_audio)
+    if drawn is None:
+        return None
+    params, audio = drawn
+    levels = torch.from_numpy(clip).permute(0, 3, 1, 2)[None].float()
+    frames = family.apply(levels, torch.from_numpy(params)[None])[0]
+    return frames.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).numpy(), audio
+
+
 def test_face_mask_covers_the_face_box_and_fades_out():
-    mask = face_mask(SIZE, SIZE, MARGIN, np.random.default_rng(0))[..., 0]
-    assert mask.shape == (SIZE, SIZE) and mask.dtype == np.float32
-    assert mask[48, 48] > 0.95 and mask[:4].max() < 0.05 and mask[:, :4].max() < 0.05
-    assert 0.05 < mask[48, 25] < 0.95 or 0.05 < mask[25, 48] < 0.95  # a soft edge on the face box side
+    params = torch.tensor([draw_mask(np.random.default_rng(seed), MARGIN) for seed in range(4)])
+    masks = face_masks(params, SIZE, SIZE)[:, 0]
+    assert masks.shape == (4, SIZE, SIZE) and masks.dtype == torch.float32
+    for mask in masks:
+        assert mask[48, 48] > 0.95 and mask[:4].max() < 0.05 and mask[:, :4].max() < 0.05
+        assert 0.05 < mask[48, 25] < 0.95 or 0.05 < mask[25, 48] < 0.95  # a soft edge on the face box side
 
 
 @pytest.mark.parametrize("specialist", ["ll", "bg", "cm", "rr", "tm"])
 def test_visual_families_change_the_face_and_keep_the_surroundings(specialist):
     clip = textured_clip()
     for seed in range(5):
-        frames, audio = pseudo_fake_maker(specialist)(clip, None, np.random.default_rng(seed), MARGIN)
+        frames, audio = made(specialist, clip, seed)
         assert frames.shape == clip.shape and frames.dtype == np.uint8 and audio is None
         face_change = np.abs(face_and_border(frames)[0].astype(int) - face_and_border(clip)[0]).mean()
         border_change = np.abs(face_and_border(frames)[1].astype(int) - face_and_border(clip)[1]).mean()
@@ -50,20 +68,54 @@ def test_visual_families_change_the_face_and_keep_the_surroundings(specialist):
 
 def test_temporal_jitter_moves_the_face_differently_in_every_frame():
     still = np.repeat(textured_clip(1), 4, axis=0)
-    frames, _ = pseudo_fake_maker("tm")(still, None, np.random.default_rng(1), MARGIN)
+    frames, _ = made("tm", still, 1)
     face = face_and_border(frames)[0].astype(float)
     assert np.abs(np.diff(face, axis=0)).mean() > 0.5  # the real clip has no change between frames at all
 
 
+def test_the_jpeg_round_trip_is_libjpegs_within_a_level_or_two():
+    """The device's JPEG (DCT quantization by libjpeg's tables, 4:2:0 chroma) against OpenCV's libjpeg at the
+    qualities CM's pseudo-fakes use: the same 8x8 blocking, not a blur of another kind."""
+    image = textured_clip(1, seed=3)[0]
+    for quality in (8, 25, 44):
+        ours = jpeg_round_trip(torch.from_numpy(image).permute(2, 0, 1)[None].float(), quality)[0]
+        ours = ours.permute(1, 2, 0).numpy()
+        theirs = cv2.imdecode(cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])[1],
+                              cv2.IMREAD_COLOR_RGB).astype(np.float32)
+        loss = np.abs(theirs - image).mean()
+        assert np.abs(ours - theirs).mean() < 0.35 * loss, (quality, np.abs(ours - theirs).mean(), loss)
+
+
 def test_audio_mismatch_needs_audio_and_leaves_the_frames():
     clip = textured_clip()
-    assert pseudo_fake_maker("av")(clip, None, np.random.default_rng(0), MARGIN) is None
+    assert made("av", clip, 0) is None
     audio = (np.sin(np.linspace(0, 60, 10240)) * 8000).astype(np.int16)
     other = (np.cos(np.linspace(0, 13, 5000)) * 8000).astype(np.int16)
     for seed in range(6):
-        frames, mismatched = pseudo_fake_maker("av")(clip, audio, np.random.default_rng(seed), MARGIN, other)
-        assert frames is clip and mismatched.shape == audio.shape and mismatched.dtype == np.int16
+        frames, mismatched = made("av", clip, seed, audio, other)
+        assert (frames == clip).all() and mismatched.shape == audio.shape and mismatched.dtype == np.int16
         assert np.abs(mismatched.astype(int) - audio).mean() > 1000
+
+
+def test_the_device_makes_the_drawn_pseudo_fakes_of_the_marked_samples_only():
+    """The loader draws (the batch carries ``pseudo_fake`` and ``pseudo``), ``model_inputs`` makes them on the
+    device: marked samples altered exactly as the family's ``apply``, the others untouched, before the crop."""
+    spec = InputSpec(InputKind.FRAME, SIZE, 1)
+    family = pseudo_fake_maker("ll")
+    clip = textured_clip(1)
+    items = [clip_item(clip, None, spec, np.random.default_rng(seed),
+                       pseudo_fake=(lambda f, a, r: family.draw(f, a, r, MARGIN)) if seed % 2 else
+                       (lambda f, a, r: None)) for seed in range(4)]
+    batch = stack_inputs(items, spec)
+    assert batch["pseudo_fake"].tolist() == [False, True, False, True] and batch["pseudo"].shape == (4, 10)
+    assert (batch["pixels"].numpy() == clip).all()  # the loader ships the real frames
+    image = model_inputs(batch, spec, torch.device("cpu"), pseudo_fake=family)["image"]
+    real = torch.from_numpy(clip[0]).permute(2, 0, 1).float() / 255
+    assert torch.equal(image[0], real) and torch.equal(image[2], real)
+    for row in (1, 3):
+        expected = family.apply(real[None, None] * 255, batch["pseudo"][row:row + 1])[0, 0] / 255
+        assert torch.allclose(image[row], expected, atol=1e-6) and (image[row] - real).abs().mean() > 1 / 255
+    assert torch.equal(model_inputs(batch, spec, torch.device("cpu"))["image"][1], real)  # without the family
 
 
 def test_unknown_specialist_names_the_key():
@@ -93,7 +145,9 @@ def test_stream_mixes_pseudo_fakes_into_the_fake_share_deterministically(shards_
                    for b in plain for v, label in zip(b["video"], b["label"].tolist()))
     for first, second in zip(mixed, again):
         assert first["key"] == second["key"] and (first["pixels"] == second["pixels"]).all()
-        assert (first["label"] == second["label"]).all()
+        assert (first["label"] == second["label"]).all() and torch.equal(first["pseudo"], second["pseudo"])
+        assert torch.equal(first["pseudo_fake"], first["label"].bool() & torch.tensor(
+            [v.split("-")[2] == "original" for v in first["video"]]))
 
 
 def test_pseudo_fakes_need_the_class_stream(shards_root):

@@ -17,6 +17,7 @@ import yaml
 from interceptor.config import ConfigError, load_config, to_dict
 from interceptor.models import build_model, export_model, load_model
 from interceptor.models import registry
+from interceptor.data.pseudo_fakes import PseudoFake
 from interceptor.models.export import ExportError
 
 from training import REPO, torchrun, write_curriculum
@@ -27,7 +28,7 @@ PLUGIN_SOURCE = '''"""XX, edges: a seventh specialist, defined outside the packa
 from interceptor.models.blocks import ConvBranch, SpecialistModule
 from interceptor.models.filters import Sobel
 from interceptor.models.registry import register_specialist
-from interceptor.data.pseudo_fakes import resampling
+from interceptor.data.pseudo_fakes import RESAMPLING
 
 
 @register_specialist("xx")
@@ -38,7 +39,7 @@ class EdgeModule(SpecialistModule):
     vote_weight = 0.5
     relative_cost = 3.0
     widths = {"edges": 8}
-    pseudo_fake = resampling
+    pseudo_fake = RESAMPLING
 
     def __init__(self, config):
         super().__init__({"edges": ConvBranch(6, self.widths["edges"])})
@@ -86,7 +87,7 @@ def test_the_built_in_specialists_declare_their_facts():
         module = cls(build_model(name, **TINY).config)
         assert {n: b.out_channels for n, b in module.branches.items()} == cls.widths
         assert module.features == sum(cls.widths.values()) * 49
-        assert callable(cls.pseudo_fake)
+        assert isinstance(cls.pseudo_fake, PseudoFake)
 
 
 def test_a_specialist_that_leaves_out_a_fact_or_builds_other_widths_is_named(restored_registry):
@@ -111,6 +112,8 @@ def test_a_specialist_that_leaves_out_a_fact_or_builds_other_widths_is_named(res
         build_model("yy", **TINY)
     with pytest.raises(ValueError, match="input_kind 'video' is not one of frame, clip, clip\\+audio"):
         registry.register_specialist("zz")(type("Video", (Miswired,), {"input_kind": "video"}))
+    with pytest.raises(ValueError, match="pseudo_fake must be a PseudoFake family"):
+        registry.register_specialist("zz")(type("Function", (Miswired,), {"pseudo_fake": print}))
 
 
 # ------------------------------------------------------------------------------------------------ derivations
@@ -120,7 +123,7 @@ def test_a_seventh_specialist_from_the_config_is_in_everything_derived_from_the_
     from interceptor.models_dir import model_dirs
     from interceptor.predict import load_agent
     from interceptor.train.launch import parse_specialists
-    from interceptor.data.pseudo_fakes import pseudo_fake_maker, resampling
+    from interceptor.data.pseudo_fakes import RESAMPLING, pseudo_fake_maker
 
     assert "xx" not in registry.SPECIALISTS
     cfg = load_config(None, [f"specialist_modules=[{plugin}]", "agent.fixed_weights={xx: 0.25}",
@@ -130,7 +133,7 @@ def test_a_seventh_specialist_from_the_config_is_in_everything_derived_from_the_
     assert registry.fixed_vote_weights()["xx"] == 0.5
     assert registry.fixed_vote_weights(cfg.agent.fixed_weights)["xx"] == 0.25
     assert registry.costliest_first(parse_specialists("all"))[:2] == ["xx", "tm"]
-    assert pseudo_fake_maker("xx") is resampling
+    assert pseudo_fake_maker("xx") is RESAMPLING
     model = build_model("xx", **to_dict(cfg.model))
     assert model.input_names == ("image",) and model.specialist_features == 8 * 49
     assert model(**model.example_inputs(2)).shape == (2, 2)

@@ -118,25 +118,33 @@ def _sample_audio(sample: dict, meta: dict) -> np.ndarray | None:
     return np.load(io.BytesIO(sample["audio.npy"]), allow_pickle=False)
 
 
+def _not_drawn(frames: np.ndarray, audio: np.ndarray | None, rng: np.random.Generator) -> None:
+    """The pseudo-fake draw of a sample the stream did not mark as one: none."""
+    return None
+
+
 def decode_sample(sample: dict, spec: InputSpec, rng: np.random.Generator | None,
                   augment: Augmenter | None, eval_frames: str = "middle", pseudo_fake: Callable | None = None,
                   out: np.ndarray | None = None) -> dict:
     """Raw shard sample -> :func:`clip_item` (uint8 pixels, int16 audio) plus label and video key; ``out``: the
     sample's slot in its batch's pixels (:func:`pixel_batch`), which its frames are decoded into.
 
-    A real sample that the training stream drew as a pseudo-fake (its ``PSEUDO_FAKE`` entry) is altered by
-    ``pseudo_fake`` and labelled fake; where the maker cannot alter it (AV without audio) it stays real.
+    A real sample that the training stream drew as a pseudo-fake (its ``PSEUDO_FAKE`` entry) gets the parameters
+    ``pseudo_fake`` (a family's ``draw``) draws for it and is labelled fake; where the family cannot alter it (AV
+    without audio) it stays real.
     """
     meta = json.loads(sample["json"])
     audio = _sample_audio(sample, meta) if spec.kind.has_audio else None
     maker = None
+    if pseudo_fake is not None:  # every sample of such a stream says whether it is a pseudo-fake
+        maker = _not_drawn
     if PSEUDO_FAKE in sample and pseudo_fake is not None:
         partner = sample[PSEUDO_FAKE]
         partner_audio = (_sample_audio(partner, json.loads(partner["json"]))
                          if partner is not None and spec.kind.has_audio else None)
         maker = functools.partial(pseudo_fake, other_audio=partner_audio)
     item = clip_item(_EncodedFrames(sample), audio, spec, rng, augment, eval_frames, maker, out)
-    label = LABEL_FAKE if item.pop("pseudo_fake", False) else sample_label(sample)
+    label = LABEL_FAKE if item.get("pseudo_fake", False) else sample_label(sample)
     return {"label": label, "video": video_key(sample["__key__"]), "face": face_key(sample["__key__"]),
             "key": sample["__key__"], "source": f"{meta['dataset']}:{meta['source']}", **item}
 

@@ -7,190 +7,334 @@ training material for the artifact its module looks for. Nothing here knows how 
 made (the synthetic corpus's generator is never used): each family is a generic image operation with wide,
 randomised strength.
 
-A maker takes ``(T, H, W, 3)`` uint8 RGB frames (the frames the model will see, before augmentation), the
-clip's int16 audio or None, an RNG, the crop's context margin and another real clip's audio (or None), and
-returns the altered frames and audio, or None where the clip cannot carry the family (AV without audio).
-Each specialist names its maker in its own file (``pseudo_fake``).
+A family is a :class:`PseudoFake` and works in two halves, as the rest of the augmentation does
+(``interceptor/inputs.py``): the loader only *draws* a sample's parameters from the sample's RNG (the face mask's
+ellipse and softness, the family's strengths), and the batch carries them (``pseudo_fake``, ``pseudo``); the
+device *applies* them to the whole batch's pseudo-fakes in :func:`~interceptor.inputs.model_inputs`, before the
+resized crop, jitter and flip. At 380 px the image operations (filters, JPEG, resampling, warps) cost 1-3
+PNG decodes a frame on a loader core, where a GPU does them in microseconds. Audio (AV's family) is altered in
+the loader: it is small. A resumed run draws the same parameters, so it makes the same pseudo-fakes.
+
+Pixels on the device are float (N, T, 3, H, W) in [0, 1]; the operations work on 0-255 levels, as the image
+codecs and filters they stand for.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import math
 
-import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
 
-Maker = Callable[..., "tuple[np.ndarray, np.ndarray | None] | None"]
-MASK_MIN_SIDE = 96  # px: the smallest side a face mask is drawn at before it is enlarged to the crop
-ELLIPSE_SHIFT = 4  # fractional bits of the mask ellipse's coordinates
+MASK_MIN_SIDE = 96  # px: the face mask is drawn and blurred at about this side, then enlarged (it is smooth)
+MASK_PARAMS = 6  # centre y, x and radii y, x (fractions of the frame's height and width), angle (degrees), softness
 
 
-def face_mask(height: int, width: int, margin: float, rng: np.random.Generator) -> np.ndarray:
-    """(H, W, 1) float32 blend mask in [0, 1]: a randomly sized, shifted and blurred ellipse over the face box.
+class PseudoFake:
+    """One artifact family: ``draw`` in the loader, ``apply`` on the device.
 
-    A crop with ``margin`` context per side has its face box from ``margin / (1 + 2 margin)`` to
-    ``(1 + margin) / (1 + 2 margin)`` of each side.
+    ``draw(frames, audio, rng, margin, other_audio)`` takes the (T, H, W, 3) uint8 frames the model will see,
+    the clip's int16 audio or None, the sample's RNG, the crop's context margin and another real clip's audio
+    (or None); it returns the parameters (a float32 vector, the same length for every clip of a batch) and the
+    audio, or None where the clip cannot carry the family. ``apply(levels, params)`` alters float
+    (N, T, 3, H, W) pixels in 0-255 levels with (N, P) parameters. Families that alter only the audio set
+    ``alters_frames`` False.
     """
+
+    alters_frames = True
+
+    def draw(self, frames: np.ndarray, audio: np.ndarray | None, rng: np.random.Generator, margin: float,
+             other_audio: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None] | None:
+        raise NotImplementedError
+
+    def apply(self, levels: Tensor, params: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+def draw_mask(rng: np.random.Generator, margin: float) -> list[float]:
+    """A face mask's parameters: a randomly sized and shifted, rotated ellipse over the face box, and its
+    softness. A crop with ``margin`` context per side has its face box from ``margin / (1 + 2 margin)`` to
+    ``(1 + margin) / (1 + 2 margin)`` of each side."""
     side = 1 / (1 + 2 * margin)
-    cy, cx = (0.5 + rng.uniform(-0.06, 0.06, size=2) * side) * (height, width)
-    ry, rx = rng.uniform(0.36, 0.55, size=2) * side * np.array([height, width])
-    # The blurred mask is smooth: large crops draw and blur it at 1/factor of their size (at least 96 px), then
-    # enlarge it. At 380 px that takes 0.3 ms instead of 7.6, and the mask differs from the full-size one by at
-    # most 0.06 (0.02 for the median mask), far inside the spread of its random size and softness.
+    cy, cx = 0.5 + rng.uniform(-0.06, 0.06, size=2) * side
+    ry, rx = rng.uniform(0.36, 0.55, size=2) * side
+    angle = rng.uniform(-15, 15)
+    softness = rng.uniform(0.04, 0.12) * side  # the blur's sigma, a fraction of the frame's shorter side
+    return [cy, cx, ry, rx, angle, softness]
+
+
+def face_masks(params: Tensor, height: int, width: int, device: torch.device | None = None) -> Tensor:
+    """(N, 1, H, W) blend masks in [0, 1] on ``device`` from (N, ≥6) parameters (:func:`draw_mask`): each
+    ellipse filled, blurred by its softness and enlarged, drawn at 1/factor of the frame (at least
+    ``MASK_MIN_SIDE``)."""
     factor = max(1, min(height, width) // MASK_MIN_SIDE)
     small = (-(-height // factor), -(-width // factor))
-    mask = np.zeros(small, np.float32)
-    fixed = 1 << ELLIPSE_SHIFT  # sub-pixel centre and axes (OpenCV's fixed-point coordinates)
-    low_x, low_y = (cx + 0.5) / factor - 0.5, (cy + 0.5) / factor - 0.5  # pixel centres, as cv2.resize maps them
-    grow = 0.5 - 0.5 / factor  # a filled ellipse covers its boundary pixels: half a pixel more than its axes
-    cv2.ellipse(mask, (int(round(low_x * fixed)), int(round(low_y * fixed))),
-                tuple(max(fixed, int(round((r / factor - grow) * fixed))) for r in (rx, ry)),
-                float(rng.uniform(-15, 15)), 0, 360, 1.0, -1, cv2.LINE_AA, ELLIPSE_SHIFT)
-    sigma = float(rng.uniform(0.04, 0.12)) * side * min(height, width) / factor
-    mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=max(sigma, 0.5 / factor))
-    if factor > 1:
-        mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
-    return mask[..., None]
+    ys = (torch.arange(small[0], device=device, dtype=torch.float32) + 0.5) * factor - 0.5
+    xs = (torch.arange(small[1], device=device, dtype=torch.float32) + 0.5) * factor - 0.5
+    masks = []
+    for cy, cx, ry, rx, angle, softness in params[:, :MASK_PARAMS].float().tolist():
+        theta = math.radians(angle)
+        dy, dx = ys[:, None] - cy * height, xs[None, :] - cx * width
+        u = dx * math.cos(theta) + dy * math.sin(theta)
+        v = -dx * math.sin(theta) + dy * math.cos(theta)
+        inside = ((u / (rx * width)) ** 2 + (v / (ry * height)) ** 2 <= 1).float()
+        masks.append(gaussian_blur(inside[None, None], softness * min(height, width) / factor))
+    masks = torch.cat(masks)
+    return F.interpolate(masks, size=(height, width), mode="bilinear", align_corners=False) if factor > 1 else masks
 
 
-BLEND_FLOOR = 1 / 512  # mask weight under which a blend moves no pixel by half a grey level
-FILTER_PAD = 16  # px of context around the mask's box that the makers' filters and warps read
+def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
+    """(N, C, H, W) images blurred by a Gaussian of ``sigma`` px (separable, 3 sigma each side, edges
+    reflected where the image is large enough, else extended)."""
+    radius = max(1, int(math.ceil(3 * sigma)))
+    taps = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
+    kernel = torch.exp(-0.5 * (taps / max(sigma, 1e-3)) ** 2)
+    kernel = (kernel / kernel.sum()).view(1, 1, -1).repeat(images.shape[1], 1, 1)
+    mode = "reflect" if min(images.shape[-2:]) > radius else "replicate"
+    channels = images.shape[1]
+    out = F.conv2d(F.pad(images, (radius, radius, 0, 0), mode=mode), kernel[:, :, None, :], groups=channels)
+    return F.conv2d(F.pad(out, (0, 0, radius, radius), mode=mode), kernel[:, :, :, None], groups=channels)
 
 
-def _mask_box(mask: np.ndarray) -> tuple[slice, slice]:
-    """The rows and columns a blend with ``mask`` can change (weights from ``BLEND_FLOOR`` up), widened by
-    ``FILTER_PAD`` so that the makers' filters see the same neighbourhood inside it as on the whole crop."""
-    height, width = mask.shape[:2]
-    rows = np.flatnonzero(mask[:, :, 0].max(axis=1) >= BLEND_FLOOR)
-    cols = np.flatnonzero(mask[:, :, 0].max(axis=0) >= BLEND_FLOOR)
-    if len(rows) == 0:
-        return slice(0, 0), slice(0, 0)
-    return (slice(max(0, rows[0] - FILTER_PAD), min(height, rows[-1] + 1 + FILTER_PAD)),
-            slice(max(0, cols[0] - FILTER_PAD), min(width, cols[-1] + 1 + FILTER_PAD)))
+def _blend(levels: Tensor, altered: Tensor, params: Tensor) -> Tensor:
+    """``altered`` (N, T, 3, H, W) blended into ``levels`` by each sample's face mask, the same in every frame."""
+    masks = face_masks(params, *levels.shape[-2:], levels.device)[:, None].to(levels.dtype)  # (N, 1, 1, H, W)
+    return levels + (altered - levels) * masks
 
 
-def _blend(frames: np.ndarray, altered: np.ndarray, mask: np.ndarray, box: tuple[slice, slice]) -> np.ndarray:
-    """``frames`` with ``altered`` (uint8, the ``box`` of every frame) blended in by ``mask``, in uint8; outside
-    the box the mask is too weak to change a pixel, and the frames are copied as they are."""
-    out = frames.copy()
-    weight = np.ascontiguousarray(mask[box][:, :, 0])
-    keep = 1 - weight
-    for frame, alteration in zip(out, altered):
-        frame[box] = cv2.blendLinear(frame[box], alteration, keep, weight)
-    return out
+def _frames(levels: Tensor) -> Tensor:
+    """(N, T, 3, H, W) as (N T, 3, H, W)."""
+    return levels.reshape(-1, *levels.shape[2:])
 
 
-def exposure(frames, audio, rng, margin, other_audio=None):
-    """LL: the face in another exposure (gain or gamma on its low frequencies) with its sensor noise smoothed."""
-    mask = face_mask(*frames.shape[1:3], margin, rng)
-    gain = rng.uniform(1.3, 1.9) if rng.random() < 0.6 else rng.uniform(0.45, 0.75)
-    gamma = rng.uniform(0.75, 1.3)
-    smooth = rng.uniform(0.6, 1.0)
-    box = _mask_box(mask)
-    # The exposure curve of a uint8 level, as a table: lit = 255 (low gain / 255) ^ gamma
-    exposed = (255 * np.power(np.clip(np.arange(256) * gain / 255, 0, 1), gamma)).astype(np.float32)
-    altered = []
-    for frame in frames[:, box[0], box[1]]:
-        low = cv2.GaussianBlur(frame, (0, 0), sigmaX=float(rng.uniform(1.5, 4)))
-        denoised = cv2.bilateralFilter(frame, 5, 30, 5)
-        # lit + detail, the detail being (frame - low) (1 - smooth) + (denoised - low) smooth
-        detail = cv2.addWeighted(frame, 1 - smooth, denoised, smooth, 0, dtype=cv2.CV_32F)
-        altered.append(cv2.subtract(detail + cv2.LUT(low, exposed), low, dtype=cv2.CV_8U))
-    return _blend(frames, np.stack(altered), mask, box), audio
+class Exposure(PseudoFake):
+    """LL: the face in another exposure (gain or gamma on its low frequencies) with its sensor noise smoothed
+    (an edge-preserving bilateral filter)."""
+
+    def draw(self, frames, audio, rng, margin, other_audio=None):
+        mask = draw_mask(rng, margin)
+        gain = rng.uniform(1.3, 1.9) if rng.random() < 0.6 else rng.uniform(0.45, 0.75)
+        return np.array(mask + [gain, rng.uniform(0.75, 1.3), rng.uniform(0.6, 1.0), rng.uniform(1.5, 4)],
+                        np.float32), audio
+
+    def apply(self, levels, params):
+        altered = []
+        for sample, (gain, gamma, smooth, sigma) in zip(levels, params[:, MASK_PARAMS:].tolist()):
+            low = gaussian_blur(sample, sigma)
+            detail = sample * (1 - smooth) + bilateral_filter(sample) * smooth
+            lit = 255 * (low * (gain / 255)).clamp(0, 1) ** gamma
+            altered.append((detail + lit - low).clamp(0, 255))
+        return _blend(levels, torch.stack(altered), params)
 
 
-def relighting(frames, audio, rng, margin, other_audio=None):
+def bilateral_filter(levels: Tensor, radius: int = 2, sigma_color: float = 30, sigma_space: float = 5) -> Tensor:
+    """OpenCV's ``bilateralFilter(d=5, sigmaColor=30, sigmaSpace=5)`` on (N, 3, H, W) levels: each pixel the
+    mean of its disc of neighbours, weighted by distance and by the summed absolute colour difference."""
+    padded = F.pad(levels, (radius,) * 4, mode="reflect")
+    height, width = levels.shape[-2:]
+    total = torch.zeros_like(levels)
+    weights = torch.zeros_like(levels[:, :1])
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            if dy * dy + dx * dx > radius * radius:
+                continue
+            neighbour = padded[..., radius + dy:radius + dy + height, radius + dx:radius + dx + width]
+            difference = (neighbour - levels).abs().sum(dim=1, keepdim=True)
+            weight = math.exp(-(dy * dy + dx * dx) / (2 * sigma_space ** 2)) * torch.exp(
+                -difference.square() / (2 * sigma_color ** 2))
+            total += weight * neighbour
+            weights += weight
+    return total / weights
+
+
+class Relighting(PseudoFake):
     """BG: the face under another light, a brightness ramp in a random direction or another colour balance."""
-    t, height, width, _ = frames.shape
-    mask = face_mask(height, width, margin, rng)
-    box = _mask_box(mask)
-    if rng.random() < 0.5:
-        angle = rng.uniform(0, 2 * np.pi)
-        ys, xs = np.mgrid[box[0], box[1]].astype(np.float32)
-        side = min(height, width) / (1 + 2 * margin)
-        ramp = ((xs - width / 2) * np.cos(angle) + (ys - height / 2) * np.sin(angle)) / side
-        gain = np.clip(1 + rng.uniform(0.6, 1.6) * ramp, 0.3, 2.0)[..., None]
-    else:
-        shift = rng.uniform(0.1, 0.3) * rng.choice([-1, 1])
-        gain = np.array([1 + shift, 1 + rng.uniform(-0.05, 0.05), 1 - shift], np.float32)
-    gain = np.broadcast_to(np.asarray(gain, np.float32), (box[0].stop - box[0].start, box[1].stop - box[1].start, 3))
-    altered = [cv2.multiply(frame, gain, dtype=cv2.CV_8U) for frame in frames[:, box[0], box[1]]]
-    return _blend(frames, altered, mask, box), audio
+
+    def draw(self, frames, audio, rng, margin, other_audio=None):
+        mask = draw_mask(rng, margin)
+        if rng.random() < 0.5:  # a ramp: its angle, and its strength per face side (as a share of the shorter side)
+            light = [1.0, rng.uniform(0, 2 * np.pi), rng.uniform(0.6, 1.6) * (1 + 2 * margin), 0.0, 0.0]
+        else:  # another colour balance: a red-blue shift and a small green one
+            light = [0.0, 0.0, 0.0, rng.uniform(0.1, 0.3) * rng.choice([-1, 1]), rng.uniform(-0.05, 0.05)]
+        return np.array(mask + light, np.float32), audio
+
+    def apply(self, levels, params):
+        height, width = levels.shape[-2:]
+        side = min(height, width)
+        ys = torch.arange(height, device=levels.device, dtype=levels.dtype)[:, None] - height / 2
+        xs = torch.arange(width, device=levels.device, dtype=levels.dtype)[None, :] - width / 2
+        gains = []
+        for ramp, angle, strength, shift, green in params[:, MASK_PARAMS:].tolist():
+            if ramp:
+                gain = (1 + strength * (xs * math.cos(angle) + ys * math.sin(angle)) / side).clamp(0.3, 2.0)
+                gains.append(gain.expand(3, height, width))
+            else:
+                colour = torch.tensor([1 + shift, 1 + green, 1 - shift], device=levels.device, dtype=levels.dtype)
+                gains.append(colour.view(3, 1, 1).expand(3, height, width))
+        return _blend(levels, (levels * torch.stack(gains)[:, None]).clamp(0, 255), params)
 
 
-def recompression(frames, audio, rng, margin, other_audio=None):
-    """CM: the face compressed once more as JPEG at low quality, at a random scale and grid offset."""
-    t, height, width, _ = frames.shape
-    mask = face_mask(height, width, margin, rng)
-    quality = int(rng.integers(8, 45))
-    scale = rng.uniform(0.7, 1.3)
-    dy, dx = rng.integers(0, 8, size=2)
-    box = _mask_box(mask)
-    altered = []
-    for frame in frames[:, box[0], box[1]]:
-        shifted = np.pad(frame, ((dy, 0), (dx, 0), (0, 0)), mode="edge")
-        resized = cv2.resize(shifted, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-        coded = cv2.imdecode(cv2.imencode(".jpg", resized[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])[1],
-                             cv2.IMREAD_COLOR)[..., ::-1]
-        back = cv2.resize(coded, (shifted.shape[1], shifted.shape[0]), interpolation=cv2.INTER_CUBIC)
-        altered.append(back[dy:, dx:])
-    return _blend(frames, np.stack(altered), mask, box), audio
+class Recompression(PseudoFake):
+    """CM: the face compressed once more as JPEG at low quality, at a random scale and 8x8 grid offset."""
+
+    def draw(self, frames, audio, rng, margin, other_audio=None):
+        mask = draw_mask(rng, margin)
+        quality, scale = rng.integers(8, 45), rng.uniform(0.7, 1.3)
+        dy, dx = rng.integers(0, 8, size=2)
+        return np.array(mask + [quality, scale, dy, dx], np.float32), audio
+
+    def apply(self, levels, params):
+        altered = []
+        for sample, (quality, scale, dy, dx) in zip(levels, params[:, MASK_PARAMS:].tolist()):
+            dy, dx = int(dy), int(dx)
+            shifted = F.pad(_frames(sample[None]), (dx, 0, dy, 0), mode="replicate")
+            size = tuple(shifted.shape[-2:])
+            scaled = _resized(shifted, (max(8, round(size[0] * scale)), max(8, round(size[1] * scale))), "bicubic")
+            back = _resized(jpeg_round_trip(scaled, int(quality)), size, "bicubic")
+            altered.append(back[..., dy:, dx:])
+        return _blend(levels, torch.stack(altered), params)
 
 
-_DOWN = (cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_NEAREST)
-_UP = (cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_LANCZOS4)
+def _resized(levels: Tensor, size: tuple[int, int], mode: str) -> Tensor:
+    """(N, 3, H, W) levels resized to ``size``, as whole levels (an 8-bit image resized)."""
+    if tuple(levels.shape[-2:]) == tuple(size):
+        return levels
+    extra = {} if mode in ("nearest", "area") else {"align_corners": False}
+    return F.interpolate(levels, size=size, mode=mode, **extra).round().clamp(0, 255)
 
 
-def resampling(frames, audio, rng, margin, other_audio=None):
+# JPEG's example quantization tables (ITU-T T.81, Annex K), as libjpeg scales them by quality.
+_LUMA_TABLE = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+               14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+               49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
+_CHROMA_TABLE = [17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
+                 47, 66, 99, 99, 99, 99, 99, 99] + [99] * 32
+
+
+def quantization_table(base: list[int], quality: int) -> Tensor:
+    """libjpeg's table for ``quality`` (1-100): the example table scaled by 5000 / q below 50, 200 - 2 q above."""
+    quality = min(max(quality, 1), 100)
+    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
+    return ((torch.tensor(base, dtype=torch.float32) * scale + 50) // 100).clamp(1, 255).view(8, 8)
+
+
+def _dct_matrix(device) -> Tensor:
+    n = torch.arange(8, dtype=torch.float32, device=device)
+    matrix = torch.cos((2 * n[None, :] + 1) * n[:, None] * math.pi / 16) * math.sqrt(2 / 8)
+    matrix[0] /= math.sqrt(2)
+    return matrix  # orthonormal DCT-II: JPEG's 8x8 transform
+
+
+def _quantized(planes: Tensor, table: Tensor) -> Tensor:
+    """(N, C, H, W) level planes (H, W multiples of 8) through JPEG's 8x8 DCT, quantization and inverse DCT."""
+    n, c, h, w = planes.shape
+    dct = _dct_matrix(planes.device)
+    blocks = (planes - 128).reshape(n, c, h // 8, 8, w // 8, 8).transpose(3, 4)
+    coefficients = dct @ blocks @ dct.T
+    table = table.to(planes.device)
+    restored = dct.T @ ((coefficients / table).round() * table) @ dct
+    return restored.transpose(3, 4).reshape(n, c, h, w) + 128
+
+
+def jpeg_round_trip(rgb: Tensor, quality: int) -> Tensor:
+    """(N, 3, H, W) RGB levels encoded and decoded as a baseline JPEG of ``quality``: YCbCr, 4:2:0 chroma,
+    8x8 DCT quantized by libjpeg's tables, whole output levels (the entropy coding is lossless: left out)."""
+    height, width = rgb.shape[-2:]
+    pad = (0, -width % 16, 0, -height % 16)
+    r, g, b = F.pad(rgb, pad, mode="replicate").unbind(1)
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cb = -0.168736 * r - 0.331264 * g + 0.5 * b + 128
+    cr = 0.5 * r - 0.418688 * g - 0.081312 * b + 128
+    luma = _quantized(y[:, None], quantization_table(_LUMA_TABLE, quality))
+    chroma = _quantized(F.avg_pool2d(torch.stack([cb, cr], 1), 2), quantization_table(_CHROMA_TABLE, quality))
+    chroma = F.interpolate(chroma, scale_factor=2, mode="bilinear", align_corners=False) - 128
+    y, cb, cr = luma[:, 0], chroma[:, 0], chroma[:, 1]
+    out = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1)
+    return out[..., :height, :width].round().clamp(0, 255)
+
+
+_DOWN = ("area", "bilinear", "bicubic", "nearest")
+_UP = ("bilinear", "bicubic")
+
+
+class Resampling(PseudoFake):
     """RR: the face rendered at a lower resolution and up-scaled (random factor and interpolations)."""
-    t, height, width, _ = frames.shape
-    mask = face_mask(height, width, margin, rng)
-    factor = rng.uniform(1.6, 4.0)
-    down, up = _DOWN[rng.integers(len(_DOWN))], _UP[rng.integers(len(_UP))]
-    box = _mask_box(mask)
-    region = frames[:, box[0], box[1]]
-    size = (region.shape[2], region.shape[1])
-    small = (max(1, int(round(size[0] / factor))), max(1, int(round(size[1] / factor))))
-    altered = [cv2.resize(cv2.resize(f, small, interpolation=down), size, interpolation=up) for f in region]
-    return _blend(frames, altered, mask, box), audio
+
+    def draw(self, frames, audio, rng, margin, other_audio=None):
+        mask = draw_mask(rng, margin)
+        factor = rng.uniform(1.6, 4.0)
+        return np.array(mask + [factor, rng.integers(len(_DOWN)), rng.integers(len(_UP))], np.float32), audio
+
+    def apply(self, levels, params):
+        altered = []
+        size = tuple(levels.shape[-2:])
+        for sample, (factor, down, up) in zip(levels, params[:, MASK_PARAMS:].tolist()):
+            small = (max(1, round(size[0] / factor)), max(1, round(size[1] / factor)))
+            altered.append(_resized(_resized(sample, small, _DOWN[int(down)]), size, _UP[int(up)]))
+        return _blend(levels, torch.stack(altered), params)
 
 
-def temporal_jitter(frames, audio, rng, margin, other_audio=None):
+class TemporalJitter(PseudoFake):
     """TM: the face pasted frame by frame with small independent shifts, scalings and brightness changes."""
-    t, height, width, _ = frames.shape
-    mask = face_mask(height, width, margin, rng)
-    side = min(height, width) / (1 + 2 * margin)
-    shift = rng.uniform(0.008, 0.035) * side
-    zoom = rng.uniform(0.0, 0.02)
-    flicker = rng.uniform(0.01, 0.06)
-    box = _mask_box(mask)
-    top, left = box[0].start, box[1].start
-    size = (box[1].stop - left, box[0].stop - top)
-    altered = []
-    for frame in frames:
-        scale = 1 + rng.normal(0, zoom)
-        dx, dy = rng.normal(0, shift, size=2)
-        matrix = cv2.getRotationMatrix2D((width / 2, height / 2), 0, scale)
-        matrix[:, 2] += (dx - left, dy - top)  # the warped frame's box only
-        warped = cv2.warpAffine(frame, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        altered.append(cv2.convertScaleAbs(warped, alpha=1 + rng.normal(0, flicker)))
-    return _blend(frames, altered, mask, box), audio
+
+    def draw(self, frames, audio, rng, margin, other_audio=None):
+        mask = draw_mask(rng, margin)
+        side = 1 / (1 + 2 * margin)  # the face box, as a share of the frame
+        shift, zoom, flicker = rng.uniform(0.008, 0.035) * side, rng.uniform(0.0, 0.02), rng.uniform(0.01, 0.06)
+        per_frame = [[1 + rng.normal(0, zoom), *rng.normal(0, shift, size=2), 1 + rng.normal(0, flicker)]
+                     for _ in range(len(frames))]  # scale, shift x and y (shares of the frame), brightness
+        return np.array(mask + [v for frame in per_frame for v in frame], np.float32), audio
+
+    def apply(self, levels, params):
+        altered = []
+        for sample, moves in zip(levels, params[:, MASK_PARAMS:].reshape(len(params), -1, 4)):
+            scale, dx, dy, brightness = moves.to(levels.device, levels.dtype).unbind(1)
+            theta = torch.zeros(len(sample), 2, 3, device=levels.device, dtype=levels.dtype)
+            theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale  # the output's point p' = s p + d, read where p' came from
+            theta[:, 0, 2], theta[:, 1, 2] = -2 * dx / scale, -2 * dy / scale
+            grid = F.affine_grid(theta, list(sample.shape), align_corners=False)
+            warped = F.grid_sample(sample, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+            altered.append((warped * brightness.view(-1, 1, 1, 1)).clamp(0, 255))
+        return _blend(levels, torch.stack(altered), params)
 
 
-def audio_mismatch(frames, audio, rng, margin, other_audio=None):
+class AudioMismatch(PseudoFake):
     """AV: speech that does not belong to the mouth: another clip's audio, or the clip's own audio rotated by a
     quarter to three quarters of its length. Frames are unchanged; a clip without audio cannot carry it."""
-    if audio is None or len(audio) == 0:
-        return None
-    if other_audio is not None and len(other_audio) and rng.random() < 0.5:
-        positions = np.linspace(0, len(other_audio) - 1, len(audio))
-        return frames, np.interp(positions, np.arange(len(other_audio)), other_audio).astype(audio.dtype)
-    return frames, np.roll(audio, int(rng.uniform(0.25, 0.75) * len(audio)))
+
+    alters_frames = False
+
+    def draw(self, frames, audio, rng, margin, other_audio=None):
+        if audio is None or len(audio) == 0:
+            return None
+        none = np.zeros(0, np.float32)
+        if other_audio is not None and len(other_audio) and rng.random() < 0.5:
+            positions = np.linspace(0, len(other_audio) - 1, len(audio))
+            return none, np.interp(positions, np.arange(len(other_audio)), other_audio).astype(audio.dtype)
+        return none, np.roll(audio, int(rng.uniform(0.25, 0.75) * len(audio)))
+
+    def apply(self, levels, params):
+        return levels
 
 
-def pseudo_fake_maker(specialist: str) -> Maker:
-    """The pseudo-fake maker ``specialist`` declares for its artifact family (its ``pseudo_fake``); an unknown
-    specialist, or one that declares none, is an error naming ``data.pseudo_fakes``."""
+def apply_pseudo_fakes(pixels: Tensor, flags: Tensor, params: Tensor, family: PseudoFake) -> Tensor:
+    """Float (B, [T,] 3, H, W) pixels in [0, 1] with the samples ``flags`` (B,) marks made into ``family``'s
+    pseudo-fakes by their drawn ``params`` (B, P). ``flags`` and ``params`` stay on the host: no device sync."""
+    rows = flags.nonzero().flatten().tolist()
+    if not rows or not family.alters_frames:
+        return pixels
+    clips = pixels if pixels.dim() == 5 else pixels[:, None]
+    index = torch.tensor(rows, device=pixels.device)
+    altered = family.apply(clips[index].float() * 255, params[rows].float()) / 255
+    out = clips.index_copy(0, index, altered.to(clips.dtype))
+    return out if pixels.dim() == 5 else out[:, 0]
+
+
+def pseudo_fake_maker(specialist: str) -> PseudoFake:
+    """The pseudo-fake family ``specialist`` declares (its ``pseudo_fake``); an unknown specialist, or one that
+    declares none, is an error naming ``data.pseudo_fakes``."""
     from interceptor.models import get_specialist
 
     try:
@@ -201,3 +345,7 @@ def pseudo_fake_maker(specialist: str) -> Maker:
         raise KeyError(f"data.pseudo_fakes: specialist {specialist!r} declares no pseudo_fake maker; "
                        "set data.pseudo_fakes=0 for it")
     return maker
+
+
+EXPOSURE, RELIGHTING, RECOMPRESSION = Exposure(), Relighting(), Recompression()
+RESAMPLING, TEMPORAL_JITTER, AUDIO_MISMATCH = Resampling(), TemporalJitter(), AudioMismatch()

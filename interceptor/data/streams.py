@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from interceptor import LABEL_FAKE, LABEL_REAL
 from interceptor.data.frame_samples import frame_samples, samples_per_clip
 from interceptor.data.decoding import PSEUDO_FAKE, Augmenter, collate, decode_sample, pixel_batch, sample_label
+from interceptor.data.pseudo_fakes import PseudoFake
 from interceptor.data.shard_reading import tar_samples
 from interceptor.data.shard_sets import DataError, ShardSet
 from interceptor.distributed import STOP_SIGNALS
@@ -138,21 +139,21 @@ class TrainStream(IterableDataset):
 
     def __init__(self, shard_sets: list[ShardSet], cfg: DataConfig, spec: InputSpec, preserve_pixels: bool,
                  seed: int, epoch: int, rank: int, world: int, skip: dict[int, int] | None = None,
-                 first_worker: int = 0, pseudo_fake: Callable | None = None):
-        """``pseudo_fake``: the specialist's pseudo-fake maker
+                 first_worker: int = 0, pseudo_fake: PseudoFake | None = None):
+        """``pseudo_fake``: the specialist's pseudo-fake family
         (:func:`~interceptor.data.pseudo_fakes.pseudo_fake_maker`), drawn for a ``data.pseudo_fakes`` share of
-        the fakes; None draws none."""
+        the fakes (the batches carry the parameters, the device makes them); None draws none."""
         self.urls = sorted({u for s in shard_sets for u in s.urls})
         self.cfg, self.spec, self.seed, self.epoch, self.rank, self.world = cfg, spec, seed, epoch, rank, world
         self.augment = Augmenter(cfg.augment, preserve_pixels, spec.image_size)
-        self.pseudo_fake = None  # the maker, bound to the crops' margin
+        self.pseudo_fake = None  # the family's draw, bound to the crops' margin
         if not 0 <= cfg.pseudo_fakes <= 1:
             raise DataError(f"data.pseudo_fakes: a share in [0, 1], got {cfg.pseudo_fakes}")
         if cfg.pseudo_fakes > 0 and pseudo_fake is not None:
             if cfg.balance != "stream":
                 raise DataError(f"data.pseudo_fakes={cfg.pseudo_fakes} needs data.balance=stream (pseudo-fakes are "
                                 "a share of the fake stream)")
-            self.pseudo_fake = functools.partial(pseudo_fake, margin=shard_sets[0].margin)
+            self.pseudo_fake = functools.partial(pseudo_fake.draw, margin=shard_sets[0].margin)
         self.per_clip = samples_per_clip(spec.kind, cfg)
         self.skip = dict(skip or {})
         self.first_worker = first_worker

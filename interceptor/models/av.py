@@ -10,7 +10,7 @@ from interceptor.inputs import InputKind
 from interceptor.models.blocks import GRID, ConvBNAct, ConvBranch, FrameEncoder, SpecialistModule, temporal_stats
 from interceptor.models.filters import LogMelSpectrogram, luma
 from interceptor.models.registry import register_specialist
-from interceptor.data.pseudo_fakes import audio_mismatch
+from interceptor.data.pseudo_fakes import AUDIO_MISMATCH
 from interceptor.schema import ModelConfig
 
 LIPS_IN_FACE_BOX = ((0.6, 1.0), (0.2, 0.8))  # rows and columns of the mouth region, as fractions of the face box
@@ -70,7 +70,7 @@ class AudioVisualModule(SpecialistModule):
     vote_weight = 1.0
     relative_cost = 1.0
     widths = {"lips": 12, "audio": 12, "sync": 12, "consistency": 12}
-    pseudo_fake = audio_mismatch
+    pseudo_fake = AUDIO_MISMATCH
 
     def __init__(self, config: ModelConfig):
         widths = self.widths

@@ -9,7 +9,7 @@ from interceptor.inputs import InputKind
 from interceptor.models.blocks import ConvBranch, SpecialistModule
 from interceptor.models.filters import GaussianBlur, Sobel, full_precision, luma
 from interceptor.models.registry import register_specialist
-from interceptor.data.pseudo_fakes import relighting
+from interceptor.data.pseudo_fakes import RELIGHTING
 from interceptor.schema import ModelConfig
 
 
@@ -53,7 +53,7 @@ class BackgroundModule(SpecialistModule):
     vote_weight = 1.0
     relative_cost = 1.0
     widths = {"texture": 11, "lighting": 11, "shadow": 11, "colour": 11}
-    pseudo_fake = relighting
+    pseudo_fake = RELIGHTING
 
     def __init__(self, config: ModelConfig):
         super().__init__({

@@ -8,13 +8,16 @@ signal. Every branch output is adaptive-pooled to a
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from interceptor.inputs import InputKind
+
+if TYPE_CHECKING:
+    from interceptor.data.pseudo_fakes import PseudoFake
 
 GRID = 7  # specialist outputs are pooled to GRID x GRID
 
@@ -79,7 +82,7 @@ class SpecialistModule(nn.Module):
     vote_weight: ClassVar[float]  # weight in the agent's fixed vote
     relative_cost: ClassVar[float]  # training step time relative to a frame specialist's
     widths: ClassVar[dict[str, int]]  # output channels of each branch, by signal name
-    pseudo_fake: ClassVar[Callable | None]  # maker of pseudo-fakes of the specialist's family (data/pseudo_fakes.py)
+    pseudo_fake: ClassVar[PseudoFake | None]  # pseudo-fakes of the specialist's family (data/pseudo_fakes.py)
 
     def __init__(self, branches: dict[str, nn.Module]):
         super().__init__()

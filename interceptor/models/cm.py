@@ -10,7 +10,7 @@ from interceptor.inputs import InputKind
 from interceptor.models.blocks import ConvBranch, SpecialistModule
 from interceptor.models.filters import JPEG_LUMA_TABLE, BlockDCT, full_precision, local_mean, luma, pad_to_multiple
 from interceptor.models.registry import register_specialist
-from interceptor.data.pseudo_fakes import recompression
+from interceptor.data.pseudo_fakes import RECOMPRESSION
 from interceptor.schema import ModelConfig
 
 QUANT_SCALES = (1.0, 2.0, 3.0, 4.0, 6.0)  # multiples of the JPEG table tested for a quantisation lattice
@@ -43,7 +43,7 @@ class CompressionModule(SpecialistModule):
     vote_weight = 2.0
     relative_cost = 1.0
     widths = {"coefficients": 10, "quantization": 10, "block_boundaries": 10, "level": 10}
-    pseudo_fake = recompression
+    pseudo_fake = RECOMPRESSION
 
     def __init__(self, config: ModelConfig):
         widths = self.widths

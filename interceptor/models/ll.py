@@ -9,7 +9,7 @@ from interceptor.inputs import InputKind
 from interceptor.models.blocks import ConvBranch, SpecialistModule
 from interceptor.models.filters import GaussianBlur, Sobel, full_precision, local_mean, luma
 from interceptor.models.registry import register_specialist
-from interceptor.data.pseudo_fakes import exposure
+from interceptor.data.pseudo_fakes import EXPOSURE
 from interceptor.schema import ModelConfig
 
 
@@ -27,7 +27,7 @@ class LowLightModule(SpecialistModule):
     vote_weight = 1.0
     relative_cost = 1.0
     widths = {"luminance": 8, "dark_noise": 8, "gamma": 8, "contrast": 8}
-    pseudo_fake = exposure
+    pseudo_fake = EXPOSURE
 
     def __init__(self, config: ModelConfig):
         super().__init__({

@@ -8,7 +8,7 @@ Adding a specialist is one file with one decorated class that declares its facts
         vote_weight = 1.0               # its weight in the agent's fixed vote (agent.fixed_weights overrides it)
         relative_cost = 1.0             # step time relative to a frame specialist's (the costliest start first)
         widths = {"edges": 8}           # output channels of each branch, by signal name
-        pseudo_fake = None              # maker of pseudo-fakes of its family (data/pseudo_fakes.py), or None
+        pseudo_fake = None              # its family's PseudoFake (data/pseudo_fakes.py), or None
 
         def __init__(self, config: ModelConfig): ...
 
@@ -54,8 +54,11 @@ def _check_facts(cls: type) -> None:
     if not isinstance(widths, Mapping) or not widths or not all(
             isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths.values()):
         raise ValueError(f"{where}: widths must map each branch name to a positive channel count, got {widths!r}")
-    if cls.pseudo_fake is not None and not callable(cls.pseudo_fake):
-        raise ValueError(f"{where}: pseudo_fake must be a maker function or None, got {cls.pseudo_fake!r}")
+    from interceptor.data.pseudo_fakes import PseudoFake
+
+    if cls.pseudo_fake is not None and not isinstance(cls.pseudo_fake, PseudoFake):
+        raise ValueError(f"{where}: pseudo_fake must be a PseudoFake family (interceptor/data/pseudo_fakes.py) or "
+                         f"None, got {cls.pseudo_fake!r}")
 
 
 def register_specialist(name: str) -> Callable[[type], type]:

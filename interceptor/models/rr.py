@@ -10,7 +10,7 @@ from interceptor.inputs import InputKind
 from interceptor.models.blocks import ConvBranch, SpecialistModule
 from interceptor.models.filters import FixedConv, Laplacian, LaplacianPyramid, Sobel, full_precision, local_mean, luma
 from interceptor.models.registry import register_specialist
-from interceptor.data.pseudo_fakes import resampling
+from interceptor.data.pseudo_fakes import RESAMPLING
 from interceptor.schema import ModelConfig
 
 RESCALE_FACTORS = (1.5, 2.0, 3.0)  # the upscaling detector re-interpolates at these factors
@@ -43,7 +43,7 @@ class ResolutionModule(SpecialistModule):
     vote_weight = 1.0
     relative_cost = 1.0
     widths = {"pyramid": 9, "upscaling": 9, "sharpness": 9, "interpolation": 9}
-    pseudo_fake = resampling
+    pseudo_fake = RESAMPLING
 
     def __init__(self, config: ModelConfig):
         widths = self.widths

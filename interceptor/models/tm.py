@@ -10,7 +10,7 @@ from interceptor.inputs import InputKind
 from interceptor.models.blocks import ConvBranch, FrameEncoder, SpecialistModule, temporal_stats
 from interceptor.models.filters import GaussianBlur, full_precision, local_mean, luma
 from interceptor.models.registry import register_specialist
-from interceptor.data.pseudo_fakes import temporal_jitter
+from interceptor.data.pseudo_fakes import TEMPORAL_JITTER
 from interceptor.schema import ModelConfig
 
 _EPS = 1 / 255
@@ -75,7 +75,7 @@ class TemporalModule(SpecialistModule):
     vote_weight = 1.0
     relative_cost = 2.0
     widths = {"differences": 13, "motion": 13, "correlation": 13, "flicker": 13}
-    pseudo_fake = temporal_jitter
+    pseudo_fake = TEMPORAL_JITTER
 
     def __init__(self, config: ModelConfig):
         widths = self.widths

@@ -136,6 +136,8 @@ class Trainer:
         # bytes); the inputs are channels_last, and convolutions then run and return channels_last.
         model.to(self.dist.device)
         self.spec = InputSpec.of(model)
+        # the specialist's pseudo-fakes: drawn by the loader, made on the device (model_inputs)
+        self.pseudo_fake = pseudo_fake_maker(run.specialist) if cfg.data.pseudo_fakes > 0 else None
         self.engine, self.optimizer, self.scheduler = build_engine(model, cfg, self.precision, self.schedule_steps)
         if cfg.train.compile:
             self.engine.compile()
@@ -211,11 +213,10 @@ class Trainer:
 
     def _train_loader(self):
         workers = max(1, self.cfg.data.workers)
-        maker = pseudo_fake_maker(self.run.specialist) if self.cfg.data.pseudo_fakes > 0 else None
         stream = TrainStream(self.train_sets, self.cfg.data, self.spec,
                              self.run.specialist in self.cfg.data.augment.preserve_pixels,
                              self.cfg.train.seed, self.epoch, self.dist.rank, self.dist.world,
-                             skip=self.position, first_worker=self.batches_in_epoch % workers, pseudo_fake=maker)
+                             skip=self.position, first_worker=self.batches_in_epoch % workers, pseudo_fake=self.pseudo_fake)
         return iter(loader(stream, self.cfg.data, seed=self.cfg.train.seed + self.epoch))
 
     def prepare(self) -> None:
@@ -330,7 +331,8 @@ class Trainer:
         batch = next(batches)
         window["wait"] += time.perf_counter() - start
         self.record_batch(batch)
-        inputs = model_inputs(batch, self.spec, self.dist.device, self.dtype, self.cfg.train.channels_last)
+        inputs = model_inputs(batch, self.spec, self.dist.device, self.dtype, self.cfg.train.channels_last,
+                              self.pseudo_fake)
         labels = batch["label"].to(self.dist.device)
         logits = self.engine(**inputs)
         if self.teacher is None:
