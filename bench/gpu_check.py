@@ -7,7 +7,8 @@
 For each specialist, in one process group of one on the GPU (``init_distributed``: NCCL):
 
 - the trainer's own step (``Trainer.train_step``: the DeepSpeed engine, FP16 with dynamic loss scaling,
-  channels_last inputs) on in-memory batches of random pixels at ``--size`` px and ``--batch`` samples, with
+  channels_last inputs, the device augmentation and pseudo-fakes of the training loader's batches) on in-memory
+  batches of random pixels at ``--size`` px and ``--batch`` samples, with
   DeepSpeed's loss-scale window shortened to 2 steps so that the scale must move within the run (up after clean
   steps, down on an overflow); it fails when the scale never changed, when a loss was non-finite (a skipped
   micro-batch) or when a parameter is non-finite afterwards;
@@ -93,7 +94,7 @@ def check_specialist(cfg: Config, specialist: str, dist, steps: int) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"gpu-check-{specialist}-") as tmp:
         run_dir = Path(tmp)
         cfg = short_scale_window(cfg, run_dir)
-        batches = synthetic_batches(cfg, input_spec(cfg, specialist), 4)
+        batches = synthetic_batches(cfg, input_spec(cfg, specialist), 4, specialist)
         trainer = new_trainer(cfg, specialist, run_dir, dist)
         loop = Steps(trainer, batches)
         seconds(loop, 2, dist.device)  # warm-up: cuDNN's algorithm choice, DeepSpeed's first step

@@ -9,14 +9,16 @@ For each specialist every round measures, in alternating order:
 
 - ``loader, W workers`` for each ``--workers`` W: the real training input pipeline, ``TrainStream`` through
   ``loader()`` with ``data.workers=W`` (tar reading, class-balanced mixing, frame samples, the shuffle buffer,
-  PNG decoding, pseudo-fakes, augmentation, collation), a new loader each round as at the start of a training
-  epoch: the time to the first batch (workers starting, shuffle buffers filling) and the samples/s of the next
-  ``--batches`` batches. With 0 workers the loader runs in this process, on one core: its rate is the rate per
+  PNG decoding into the batch, the draws of pseudo-fakes and augmentation, collation), a new loader each round
+  as at the start of a training epoch: the time to the first batch (workers starting, shuffle buffers filling)
+  and the samples/s of the next ``--batches`` batches. With 0 workers the loader runs in this process, on one core: its rate is the rate per
   loader worker (per core), and the bytes this process reads meanwhile (``rchar`` of ``/proc/self/io``) over
   the samples delivered are the bytes read from shards per trained sample;
 - ``decode``: ``decode_image`` (``cv2.imdecode`` to RGB) alone, in this process, of the frames the loader
   decodes (``frames_to_decode``: one frame of each sample for the frame specialists, the T frames of the clip for
   TM and AV) for as many samples of the same shards, their PNG bytes read into memory beforehand;
+- ``device``: the device side of 4 delivered batches, ``model_inputs`` (to float, the pseudo-fakes the loader
+  drew, the resized crop, jitter and flip), on the device (the GPU when there is one), ms per batch;
 - ``trainer`` (``--steps`` above 0): the trainer's consumption rate, ``--steps`` optimizer steps of the real
   trainer step (``bench/train_step.py``'s ``TrainerLoop``) on in-memory batches of the configured batch size.
 
@@ -57,7 +59,7 @@ from interceptor.data.decoding import decode_image, frames_to_decode  # noqa: E4
 from interceptor.data.shard_sets import ShardSet, resolve_shard_sets  # noqa: E402
 from interceptor.data.streams import TrainStream, loader  # noqa: E402
 from interceptor.distributed import DistInfo  # noqa: E402
-from interceptor.inputs import InputSpec  # noqa: E402
+from interceptor.inputs import InputSpec, model_inputs  # noqa: E402
 from interceptor.train.launch import parse_specialists  # noqa: E402
 from interceptor.data.pseudo_fakes import pseudo_fake_maker  # noqa: E402
 from train_step import (  # noqa: E402
@@ -155,6 +157,20 @@ def decode_seconds(frames: list[bytes]) -> float:
     return time.perf_counter() - start
 
 
+def device_seconds(batches: list[dict], spec: InputSpec, cfg: Config, specialist: str, device: torch.device) -> float:
+    """Seconds per batch of the batches' device side, ``model_inputs``: uint8 to float, the pseudo-fakes the
+    loader drew (made by the specialist's family), the resized crop, jitter and flip, on ``device``."""
+    family = pseudo_fake_maker(specialist) if cfg.data.pseudo_fakes > 0 else None
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for batch in batches:
+        model_inputs(batch, spec, device, channels_last=cfg.train.channels_last, pseudo_fake=family)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) / len(batches)
+
+
 def compare(cfg: Config, specialist: str, shard_sets: list[ShardSet], worker_counts: list[int], batches: int,
             steps: int, rounds: int, dist: DistInfo) -> list[dict]:
     """One row per loader worker count: loader, decode and trainer samples/s (median rounds), the ratios, bytes
@@ -166,7 +182,11 @@ def compare(cfg: Config, specialist: str, shard_sets: list[ShardSet], worker_cou
     measures = {workers: partial(loader_seconds, shard_sets, replace(cfg, data=replace(cfg.data, workers=workers)),
                                  spec, preserve, batches, specialist) for workers in worker_counts}
     measures["decode"] = partial(decode_seconds, frames)
-    trainer = TrainerLoop(cfg, specialist, dist, synthetic_batches(cfg, spec, 2)) if steps else None
+    with one_core():
+        delivered = list(itertools.islice(new_loader(shard_sets, replace(cfg, data=replace(cfg.data, workers=0)),
+                                                     spec, preserve, specialist), 4))
+    measures["device"] = partial(device_seconds, delivered, spec, cfg, specialist, dist.device)
+    trainer = TrainerLoop(cfg, specialist, dist, synthetic_batches(cfg, spec, 2, specialist)) if steps else None
     try:
         if trainer:
             seconds(trainer, 1, dist.device)  # warm-up
@@ -191,7 +211,9 @@ def compare(cfg: Config, specialist: str, shard_sets: list[ShardSet], worker_cou
                      "cores": [g / statistics.median(rates) for g in GPU_RATES] if workers == 0 else None,
                      "trainer": statistics.median(consume) if consume else None,
                      "vs_trainer": statistics.median(r / c for r, c in zip(rates, consume)) if consume else None,
-                     "rss": (imported, peak)})
+                     "rss": (imported, peak), "device_ms": 1000 * statistics.median(results["device"]),
+                     "pseudo_fakes": sum(int(b["pseudo_fake"].sum()) for b in delivered if "pseudo_fake" in b)
+                     / len(delivered)})
     return rows
 
 
@@ -217,8 +239,9 @@ def main(argv: list[str] | None = None) -> int:
           "trainer steps", flush=True)
     print("| specialist | loader workers | first batch s | loader samples/s | decode samples/s | loader ÷ decode "
           "| KB of frames used per sample | KB read per sample | read ÷ used | cores per GPU at 331 / 700 img/s "
-          "| worker peak RSS MB (after imports) | trainer samples/s | loader ÷ trainer |\n"
-          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| worker peak RSS MB (after imports) | trainer samples/s | loader ÷ trainer "
+          f"| device side ms per batch ({dist.device.type}; pseudo-fakes per batch) |\n"
+          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for specialist in parse_specialists(args.specialist):
         for row in compare(cfg, specialist, shard_sets, args.workers, args.batches, args.steps, args.rounds, dist):
             cores = " / ".join(f"{c:.1f}" for c in row["cores"]) if row["cores"] else "–"
@@ -226,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['decode']:.0f} | {row['vs_decode']:.2f} | {row['used_kb']:.0f} | "
                   f"{_cell(row['read_kb'], '.0f')} | {_cell(row['amplification'], '.2f')} | {cores} | "
                   f"{row['rss'][1]:.0f} ({row['rss'][0]:.0f}) | "
-                  f"{_cell(row['trainer'], '.1f')} | {_cell(row['vs_trainer'], '.1f')} |", flush=True)
+                  f"{_cell(row['trainer'], '.1f')} | {_cell(row['vs_trainer'], '.1f')} | "
+                  f"{row['device_ms']:.1f} ({row['pseudo_fakes']:.1f}) |", flush=True)
     print(f"load at the end {os.getloadavg()[0]:.1f}")
     return 0
 

@@ -15,8 +15,9 @@ For each specialist two loops train the same model (``build_model`` from the con
   with ``torch.optim.AdamW`` (same lr, betas and weight decay); bf16 and fp16 through ``torch.autocast``, fp16
   with a ``GradScaler``.
 
-Both cycle over the same few batches of random pixels (and audio) in the layout the training loader yields, so
-data loading is left out (``bench/loader.py`` measures it). After two warm-up steps each, ``--rounds`` rounds
+Both cycle over the same few batches of random pixels (and audio) as the training loader yields them, each
+sample's device augmentation and, with ``data.pseudo_fakes``, the pseudo-fakes drawn, which both make on the
+device (``model_inputs``); data loading is left out (``bench/loader.py`` measures it). After two warm-up steps each, ``--rounds`` rounds
 run ``--steps`` steps of each loop (default ``train.log_every``: every round of the trainer logs once), the
 order alternating from round to round. The table gives each loop's median round in samples/s and the median
 over rounds of the ratio trainer / plain (each round's pair ran under the same load). Single process: a world of one through ``init_distributed`` (gloo on CPU, NCCL on GPU).
@@ -25,6 +26,7 @@ over rounds of the ratio trainer / plain (each round's pair ran under the same l
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import os
 import platform
@@ -36,15 +38,17 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from interceptor.config import load_config, to_dict  # noqa: E402
-from interceptor.data.decoding import collate  # noqa: E402
+from interceptor.data.decoding import Augmenter, no_pseudo_fake, collate  # noqa: E402
+from interceptor.data.pseudo_fakes import pseudo_fake_maker  # noqa: E402
 from interceptor.distributed import DistInfo, init_distributed  # noqa: E402
-from interceptor.inputs import InputKind, InputSpec, model_inputs  # noqa: E402
+from interceptor.inputs import InputKind, InputSpec, clip_item, model_inputs  # noqa: E402
 from interceptor.models import build_model, get_specialist  # noqa: E402
 from interceptor.schema import Config  # noqa: E402
 from interceptor.train.curriculum import StageRun  # noqa: E402
@@ -60,19 +64,25 @@ def input_spec(cfg: Config, specialist: str) -> InputSpec:
     return InputSpec.for_config(get_specialist(specialist).input_kind, cfg.model)
 
 
-def synthetic_batches(cfg: Config, spec: InputSpec, count: int) -> list[dict]:
-    """``count`` batches of random uint8 pixels (int16 audio) in the training loader's layout (``collate``)."""
-    generator = torch.Generator().manual_seed(0)
+def synthetic_batches(cfg: Config, spec: InputSpec, count: int, specialist: str) -> list[dict]:
+    """``count`` batches of random uint8 pixels (int16 audio) as the training loader yields them (``clip_item``,
+    ``collate``): each sample's device augmentation drawn, and, with ``data.pseudo_fakes``, its share of the fake
+    half drawn as the specialist's pseudo-fakes, which the step then makes on the device."""
+    rng = np.random.default_rng(0)
     frames = 1 if spec.kind is InputKind.FRAME else spec.frames
+    augment = Augmenter(cfg.data.augment, specialist in cfg.data.augment.preserve_pixels, spec.image_size)
+    family = pseudo_fake_maker(specialist) if cfg.data.pseudo_fakes > 0 else None
     batches = []
     for index in range(count):
-        items = [{"label": row % 2, "video": f"v{row}", "face": f"v{row}-face0", "key": f"v{row}-face0-clip00",
-                  "source": "bench:random",
-                  "audio_mask": True,
-                  "pixels": torch.randint(0, 256, (frames, spec.image_size, spec.image_size, 3), generator=generator,
-                                          dtype=torch.uint8),
-                  "audio": torch.randint(-8192, 8192, (spec.audio_samples,), generator=generator, dtype=torch.int16)}
-                 for row in range(cfg.data.batch_size)]
+        items = []
+        for row in range(cfg.data.batch_size):
+            clip = rng.integers(0, 256, (frames, spec.image_size, spec.image_size, 3), dtype=np.uint8)
+            audio = rng.integers(-8192, 8192, spec.audio_samples, dtype=np.int16)
+            pseudo = family is not None and row % 2 == 1 and rng.random() < cfg.data.pseudo_fakes
+            draw = functools.partial(family.draw, margin=cfg.model.context_margin) if pseudo else no_pseudo_fake
+            item = clip_item(clip, audio, spec, rng, augment, pseudo_fake=draw if family is not None else None)
+            items.append({"label": row % 2, "video": f"v{row}", "face": f"v{row}-face0",
+                          "key": f"v{row}-face0-clip00", "source": "bench:random", **item})
         batch = collate(items, spec)
         batch.update(worker=0, consumed=(index + 1) * cfg.data.batch_size, corrupt=0)
         batches.append(batch)
@@ -114,12 +124,14 @@ class PlainLoop:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr, betas=tuple(cfg.train.betas),
                                            weight_decay=cfg.train.weight_decay)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
+        self.pseudo_fake = pseudo_fake_maker(specialist) if cfg.data.pseudo_fakes > 0 else None
         self.batches: Iterator[dict] = itertools.cycle(batches)
 
     def run(self, steps: int) -> None:
         for _ in range(steps):
             batch = next(self.batches)
-            inputs = model_inputs(batch, self.spec, self.device, channels_last=self.channels_last)
+            inputs = model_inputs(batch, self.spec, self.device, channels_last=self.channels_last,
+                                  pseudo_fake=self.pseudo_fake)
             labels = batch["label"].to(self.device)
             with torch.autocast(self.device.type, PRECISION_DTYPES[self.precision], enabled=self.precision != "fp32"):
                 logits = self.model(**inputs)
@@ -154,7 +166,7 @@ def interleaved(measures: dict[str, Callable[[], T]], rounds: int) -> dict[str, 
 
 def compare(cfg: Config, specialist: str, dist: DistInfo, steps: int, rounds: int, batches: int) -> dict:
     """Trainer and plain samples/s (median round) and the median per-round ratio for one specialist."""
-    data = synthetic_batches(cfg, input_spec(cfg, specialist), batches)
+    data = synthetic_batches(cfg, input_spec(cfg, specialist), batches, specialist)
     trainer = TrainerLoop(cfg, specialist, dist, data)
     try:
         loops = {"trainer": trainer, "plain": PlainLoop(cfg, specialist, dist.device, data)}

@@ -118,7 +118,7 @@ def _sample_audio(sample: dict, meta: dict) -> np.ndarray | None:
     return np.load(io.BytesIO(sample["audio.npy"]), allow_pickle=False)
 
 
-def _not_drawn(frames: np.ndarray, audio: np.ndarray | None, rng: np.random.Generator) -> None:
+def no_pseudo_fake(frames: np.ndarray, audio: np.ndarray | None, rng: np.random.Generator) -> None:
     """The pseudo-fake draw of a sample the stream did not mark as one: none."""
     return None
 
@@ -137,7 +137,7 @@ def decode_sample(sample: dict, spec: InputSpec, rng: np.random.Generator | None
     audio = _sample_audio(sample, meta) if spec.kind.has_audio else None
     maker = None
     if pseudo_fake is not None:  # every sample of such a stream says whether it is a pseudo-fake
-        maker = _not_drawn
+        maker = no_pseudo_fake
     if PSEUDO_FAKE in sample and pseudo_fake is not None:
         partner = sample[PSEUDO_FAKE]
         partner_audio = (_sample_audio(partner, json.loads(partner["json"]))

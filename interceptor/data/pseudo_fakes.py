@@ -13,7 +13,9 @@ ellipse and softness, the family's strengths), and the batch carries them (``pse
 device *applies* them to the whole batch's pseudo-fakes in :func:`~interceptor.inputs.model_inputs`, before the
 resized crop, jitter and flip. At 380 px the image operations (filters, JPEG, resampling, warps) cost 1-3
 PNG decodes a frame on a loader core, where a GPU does them in microseconds. Audio (AV's family) is altered in
-the loader: it is small. A resumed run draws the same parameters, so it makes the same pseudo-fakes.
+the loader: it is small. A resumed run draws the same parameters, so it makes the same pseudo-fakes. Where the
+loader itself changes the frames (crops of another size than the model's, ``augment.resample_prob``,
+``augment.recompress_prob``), the pseudo-fake is made on the frames it delivers, after those changes.
 
 Pixels on the device are float (N, T, 3, H, W) in [0, 1]; the operations work on 0-255 levels, as the image
 codecs and filters they stand for.
@@ -66,36 +68,43 @@ def draw_mask(rng: np.random.Generator, margin: float) -> list[float]:
 
 
 def face_masks(params: Tensor, height: int, width: int, device: torch.device | None = None) -> Tensor:
-    """(N, 1, H, W) blend masks in [0, 1] on ``device`` from (N, ≥6) parameters (:func:`draw_mask`): each
-    ellipse filled, blurred by its softness and enlarged, drawn at 1/factor of the frame (at least
+    """(N, 1, H, W) blend masks in [0, 1] on ``device`` from (N, ≥6) parameters on the host (:func:`draw_mask`):
+    each ellipse filled, blurred by its softness and enlarged, drawn at 1/factor of the frame (at least
     ``MASK_MIN_SIDE``)."""
     factor = max(1, min(height, width) // MASK_MIN_SIDE)
     small = (-(-height // factor), -(-width // factor))
     ys = (torch.arange(small[0], device=device, dtype=torch.float32) + 0.5) * factor - 0.5
     xs = (torch.arange(small[1], device=device, dtype=torch.float32) + 0.5) * factor - 0.5
-    masks = []
-    for cy, cx, ry, rx, angle, softness in params[:, :MASK_PARAMS].float().tolist():
-        theta = math.radians(angle)
-        dy, dx = ys[:, None] - cy * height, xs[None, :] - cx * width
-        u = dx * math.cos(theta) + dy * math.sin(theta)
-        v = -dx * math.sin(theta) + dy * math.cos(theta)
-        inside = ((u / (rx * width)) ** 2 + (v / (ry * height)) ** 2 <= 1).float()
-        masks.append(gaussian_blur(inside[None, None], softness * min(height, width) / factor))
-    masks = torch.cat(masks)
+    mask = params[:, :MASK_PARAMS].float()
+    cy, cx, ry, rx, angle = (_per_sample(mask[:, i] * scale, device, 2) for i, scale in
+                             enumerate((height, width, height, width, math.pi / 180)))
+    dy, dx = ys[None, :, None] - cy, xs[None, None, :] - cx
+    u = dx * torch.cos(angle) + dy * torch.sin(angle)
+    v = -dx * torch.sin(angle) + dy * torch.cos(angle)
+    inside = ((u / rx) ** 2 + (v / ry) ** 2 <= 1).float()[:, None]
+    masks = gaussian_blur(inside, (mask[:, 5] * min(height, width) / factor).tolist())
     return F.interpolate(masks, size=(height, width), mode="bilinear", align_corners=False) if factor > 1 else masks
 
 
-def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
-    """(N, C, H, W) images blurred by a Gaussian of ``sigma`` px (separable, 3 sigma each side, edges
-    reflected where the image is large enough, else extended)."""
-    radius = max(1, int(math.ceil(3 * sigma)))
+def _per_sample(values: Tensor, device: torch.device | None, dims: int) -> Tensor:
+    """(N,) host values on ``device``, shaped (N, 1, ...) with ``dims`` trailing ones to broadcast per sample."""
+    return values.to(device, torch.float32).view(-1, *(1,) * dims)
+
+
+def gaussian_blur(images: Tensor, sigmas: list[float]) -> Tensor:
+    """(N, C, H, W) images, image i blurred by a Gaussian of ``sigmas[i]`` px: separable, 3 of the largest sigma
+    each side, in one grouped convolution; edges reflected where the image is large enough, else extended."""
+    n, channels = images.shape[:2]
+    radius = max(1, int(math.ceil(3 * max(sigmas))))
     taps = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
-    kernel = torch.exp(-0.5 * (taps / max(sigma, 1e-3)) ** 2)
-    kernel = (kernel / kernel.sum()).view(1, 1, -1).repeat(images.shape[1], 1, 1)
+    sigma = torch.tensor(sigmas, dtype=images.dtype).clamp_min(1e-3).to(images.device)[:, None]
+    kernels = torch.exp(-0.5 * (taps[None] / sigma) ** 2)
+    kernels = (kernels / kernels.sum(dim=1, keepdim=True)).repeat_interleave(channels, 0)[:, None]  # (N C, 1, K)
     mode = "reflect" if min(images.shape[-2:]) > radius else "replicate"
-    channels = images.shape[1]
-    out = F.conv2d(F.pad(images, (radius, radius, 0, 0), mode=mode), kernel[:, :, None, :], groups=channels)
-    return F.conv2d(F.pad(out, (0, 0, radius, radius), mode=mode), kernel[:, :, :, None], groups=channels)
+    flat = images.reshape(1, n * channels, *images.shape[-2:])
+    out = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode=mode), kernels[:, :, None, :], groups=n * channels)
+    out = F.conv2d(F.pad(out, (0, 0, radius, radius), mode=mode), kernels[:, :, :, None], groups=n * channels)
+    return out.reshape(images.shape)
 
 
 def _blend(levels: Tensor, altered: Tensor, params: Tensor) -> Tensor:
@@ -120,13 +129,13 @@ class Exposure(PseudoFake):
                         np.float32), audio
 
     def apply(self, levels, params):
-        altered = []
-        for sample, (gain, gamma, smooth, sigma) in zip(levels, params[:, MASK_PARAMS:].tolist()):
-            low = gaussian_blur(sample, sigma)
-            detail = sample * (1 - smooth) + bilateral_filter(sample) * smooth
-            lit = 255 * (low * (gain / 255)).clamp(0, 1) ** gamma
-            altered.append((detail + lit - low).clamp(0, 255))
-        return _blend(levels, torch.stack(altered), params)
+        frames = levels.shape[1]
+        gain, gamma, smooth = (_per_sample(params[:, MASK_PARAMS + i], levels.device, 4) for i in range(3))
+        sigmas = params[:, MASK_PARAMS + 3].repeat_interleave(frames).tolist()
+        low = gaussian_blur(_frames(levels), sigmas).view(levels.shape)
+        detail = levels * (1 - smooth) + bilateral_filter(_frames(levels)).view(levels.shape) * smooth
+        lit = 255 * (low * (gain / 255)).clamp(0, 1) ** gamma
+        return _blend(levels, (detail + lit - low).clamp(0, 255), params)
 
 
 def bilateral_filter(levels: Tensor, radius: int = 2, sigma_color: float = 30, sigma_space: float = 5) -> Tensor:
@@ -162,18 +171,15 @@ class Relighting(PseudoFake):
 
     def apply(self, levels, params):
         height, width = levels.shape[-2:]
-        side = min(height, width)
-        ys = torch.arange(height, device=levels.device, dtype=levels.dtype)[:, None] - height / 2
-        xs = torch.arange(width, device=levels.device, dtype=levels.dtype)[None, :] - width / 2
-        gains = []
-        for ramp, angle, strength, shift, green in params[:, MASK_PARAMS:].tolist():
-            if ramp:
-                gain = (1 + strength * (xs * math.cos(angle) + ys * math.sin(angle)) / side).clamp(0.3, 2.0)
-                gains.append(gain.expand(3, height, width))
-            else:
-                colour = torch.tensor([1 + shift, 1 + green, 1 - shift], device=levels.device, dtype=levels.dtype)
-                gains.append(colour.view(3, 1, 1).expand(3, height, width))
-        return _blend(levels, (levels * torch.stack(gains)[:, None]).clamp(0, 255), params)
+        ramp, angle, strength, shift, green = (_per_sample(params[:, MASK_PARAMS + i], levels.device, 2)
+                                               for i in range(5))
+        ys = torch.arange(height, device=levels.device, dtype=torch.float32)[:, None] - height / 2
+        xs = torch.arange(width, device=levels.device, dtype=torch.float32)[None, :] - width / 2
+        slope = (xs * torch.cos(angle) + ys * torch.sin(angle)) / min(height, width)
+        ramps = (1 + strength * slope).clamp(0.3, 2.0)[:, None]  # (N, 1, H, W): the same gain in each channel
+        balance = torch.stack([1 + shift, 1 + green, 1 - shift], 1)  # (N, 3, 1, 1)
+        gains = torch.where(ramp[:, None] > 0.5, ramps, balance)
+        return _blend(levels, (levels * gains[:, None]).clamp(0, 255), params)
 
 
 class Recompression(PseudoFake):
@@ -288,16 +294,15 @@ class TemporalJitter(PseudoFake):
         return np.array(mask + [v for frame in per_frame for v in frame], np.float32), audio
 
     def apply(self, levels, params):
-        altered = []
-        for sample, moves in zip(levels, params[:, MASK_PARAMS:].reshape(len(params), -1, 4)):
-            scale, dx, dy, brightness = moves.to(levels.device, levels.dtype).unbind(1)
-            theta = torch.zeros(len(sample), 2, 3, device=levels.device, dtype=levels.dtype)
-            theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale  # the output's point p' = s p + d, read where p' came from
-            theta[:, 0, 2], theta[:, 1, 2] = -2 * dx / scale, -2 * dy / scale
-            grid = F.affine_grid(theta, list(sample.shape), align_corners=False)
-            warped = F.grid_sample(sample, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-            altered.append((warped * brightness.view(-1, 1, 1, 1)).clamp(0, 255))
-        return _blend(levels, torch.stack(altered), params)
+        scale, dx, dy, brightness = params[:, MASK_PARAMS:].reshape(-1, 4).to(levels.device, levels.dtype).unbind(1)
+        theta = torch.zeros(len(scale), 2, 3, device=levels.device, dtype=levels.dtype)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale  # the output's point p' = s p + d, read where p' came from
+        theta[:, 0, 2], theta[:, 1, 2] = -2 * dx / scale, -2 * dy / scale
+        frames = _frames(levels)
+        grid = F.affine_grid(theta, list(frames.shape), align_corners=False)
+        warped = F.grid_sample(frames, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        altered = (warped * brightness.view(-1, 1, 1, 1)).clamp(0, 255)
+        return _blend(levels, altered.view(levels.shape), params)
 
 
 class AudioMismatch(PseudoFake):
@@ -327,7 +332,8 @@ def apply_pseudo_fakes(pixels: Tensor, flags: Tensor, params: Tensor, family: Ps
         return pixels
     clips = pixels if pixels.dim() == 5 else pixels[:, None]
     index = torch.tensor(rows, device=pixels.device)
-    altered = family.apply(clips[index].float() * 255, params[rows].float()) / 255
+    # whole levels, as the reals are: an 8-bit image altered, never a shortcut of fractional levels
+    altered = family.apply(clips[index].float() * 255, params[rows].float()).round_() / 255
     out = clips.index_copy(0, index, altered.to(clips.dtype))
     return out if pixels.dim() == 5 else out[:, 0]
 
