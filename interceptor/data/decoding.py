@@ -138,11 +138,11 @@ def decode_sample(sample: dict, spec: InputSpec, rng: np.random.Generator | None
     maker = None
     if pseudo_fake is not None:  # every sample of such a stream says whether it is a pseudo-fake
         maker = no_pseudo_fake
-    if PSEUDO_FAKE in sample and pseudo_fake is not None:
-        partner = sample[PSEUDO_FAKE]
-        partner_audio = (_sample_audio(partner, json.loads(partner["json"]))
-                         if partner is not None and spec.kind.has_audio else None)
-        maker = functools.partial(pseudo_fake, other_audio=partner_audio)
+        if PSEUDO_FAKE in sample:
+            partner = sample[PSEUDO_FAKE]
+            partner_audio = (_sample_audio(partner, json.loads(partner["json"]))
+                             if partner is not None and spec.kind.has_audio else None)
+            maker = functools.partial(pseudo_fake, other_audio=partner_audio)
     item = clip_item(_EncodedFrames(sample), audio, spec, rng, augment, eval_frames, maker, out)
     label = LABEL_FAKE if item.get("pseudo_fake", False) else sample_label(sample)
     return {"label": label, "video": video_key(sample["__key__"]), "face": face_key(sample["__key__"]),
