@@ -8,12 +8,12 @@ cores per GPU it needs, in one run.
 For each specialist every round measures, in alternating order:
 
 - ``loader, W workers`` for each ``--workers`` W: the real training input pipeline, ``TrainStream`` through
-  ``loader()`` with ``data.workers=W`` (tar reading, class-balanced mixing, frame samples, the shuffle buffer,
-  PNG decoding into the batch, the draws of pseudo-fakes and augmentation, collation), a new loader each round
-  as at the start of a training epoch: the time to the first batch (workers starting, shuffle buffers filling)
-  and the samples/s of the next ``--batches`` batches. With 0 workers the loader runs in this process, on one core: its rate is the rate per
-  loader worker (per core), and the bytes this process reads meanwhile (``rchar`` of ``/proc/self/io``) over
-  the samples delivered are the bytes read from shards per trained sample;
+  ``loader()`` with ``data.workers=W`` (tar reading, class-balanced mixing, frame samples, the shuffle buffer, PNG
+  decoding into the batch, the draws of pseudo-fakes and augmentation, collation), a new loader each round as at the
+  start of a training epoch: the time to the first batch (workers starting, shuffle buffers filling) and the
+  samples/s of the next ``--batches`` batches. With 0 workers the loader runs in this process, on one core: its rate
+  is the rate per loader worker (per core), and the bytes this process reads meanwhile (``rchar`` of
+  ``/proc/self/io``) over the samples delivered are the bytes read from shards per trained sample;
 - ``decode``: ``decode_image`` (``cv2.imdecode`` to RGB) alone, in this process, of the frames the loader
   decodes (``frames_to_decode``: one frame of each sample for the frame specialists, the T frames of the clip for
   TM and AV) for as many samples of the same shards, their PNG bytes read into memory beforehand;
@@ -61,7 +61,7 @@ from interceptor.data.streams import TrainStream, loader  # noqa: E402
 from interceptor.distributed import DistInfo  # noqa: E402
 from interceptor.inputs import InputSpec, model_inputs  # noqa: E402
 from interceptor.train.launch import parse_specialists  # noqa: E402
-from interceptor.data.pseudo_fakes import pseudo_fake_maker  # noqa: E402
+from interceptor.data.pseudo_fakes import configured_pseudo_fakes  # noqa: E402
 from train_step import (  # noqa: E402
     TrainerLoop, add_common_options, describe, input_spec, interleaved, seconds, start, synthetic_batches)
 
@@ -81,7 +81,7 @@ def bytes_read() -> int:
 def new_loader(shard_sets: list[ShardSet], cfg: Config, spec: InputSpec, preserve_pixels: bool, specialist: str):
     """A training loader of epoch 0 (with the specialist's pseudo-fakes, ``data.pseudo_fakes``, as in training)."""
     stream = TrainStream(shard_sets, cfg.data, spec, preserve_pixels, cfg.train.seed, epoch=0, rank=0, world=1,
-                         pseudo_fake=pseudo_fake_maker(specialist) if cfg.data.pseudo_fakes > 0 else None)
+                         pseudo_fake=configured_pseudo_fakes(specialist, cfg.data))
     return iter(loader(stream, cfg.data, seed=cfg.train.seed))
 
 
@@ -160,7 +160,7 @@ def decode_seconds(frames: list[bytes]) -> float:
 def device_seconds(batches: list[dict], spec: InputSpec, cfg: Config, specialist: str, device: torch.device) -> float:
     """Seconds per batch of the batches' device side, ``model_inputs``: uint8 to float, the pseudo-fakes the
     loader drew (made by the specialist's family), the resized crop, jitter and flip, on ``device``."""
-    family = pseudo_fake_maker(specialist) if cfg.data.pseudo_fakes > 0 else None
+    family = configured_pseudo_fakes(specialist, cfg.data)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()

@@ -15,12 +15,13 @@ For each specialist two loops train the same model (``build_model`` from the con
   with ``torch.optim.AdamW`` (same lr, betas and weight decay); bf16 and fp16 through ``torch.autocast``, fp16
   with a ``GradScaler``.
 
-Both cycle over the same few batches of random pixels (and audio) as the training loader yields them, each
-sample's device augmentation and, with ``data.pseudo_fakes``, the pseudo-fakes drawn, which both make on the
-device (``model_inputs``); data loading is left out (``bench/loader.py`` measures it). After two warm-up steps each, ``--rounds`` rounds
-run ``--steps`` steps of each loop (default ``train.log_every``: every round of the trainer logs once), the
-order alternating from round to round. The table gives each loop's median round in samples/s and the median
-over rounds of the ratio trainer / plain (each round's pair ran under the same load). Single process: a world of one through ``init_distributed`` (gloo on CPU, NCCL on GPU).
+Both cycle over the same few batches of random pixels (and audio) as the training loader yields them, each sample's
+device augmentation and, with ``data.pseudo_fakes``, the pseudo-fakes drawn, which both make on the device
+(``model_inputs``); data loading is left out (``bench/loader.py`` measures it). After two warm-up steps each,
+``--rounds`` rounds run ``--steps`` steps of each loop (default ``train.log_every``: every round of the trainer logs
+once), the order alternating from round to round. The table gives each loop's median round in samples/s and the
+median over rounds of the ratio trainer / plain (each round's pair ran under the same load). Single process: a world
+of one through ``init_distributed`` (gloo on CPU, NCCL on GPU).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from interceptor.config import load_config, to_dict  # noqa: E402
 from interceptor.data.decoding import Augmenter, no_pseudo_fake, collate  # noqa: E402
-from interceptor.data.pseudo_fakes import pseudo_fake_maker  # noqa: E402
+from interceptor.data.pseudo_fakes import configured_pseudo_fakes  # noqa: E402
 from interceptor.distributed import DistInfo, init_distributed  # noqa: E402
 from interceptor.inputs import InputKind, InputSpec, clip_item, model_inputs  # noqa: E402
 from interceptor.models import build_model, get_specialist  # noqa: E402
@@ -71,7 +72,7 @@ def synthetic_batches(cfg: Config, spec: InputSpec, count: int, specialist: str)
     rng = np.random.default_rng(0)
     frames = 1 if spec.kind is InputKind.FRAME else spec.frames
     augment = Augmenter(cfg.data.augment, specialist in cfg.data.augment.preserve_pixels, spec.image_size)
-    family = pseudo_fake_maker(specialist) if cfg.data.pseudo_fakes > 0 else None
+    family = configured_pseudo_fakes(specialist, cfg.data)
     batches = []
     for index in range(count):
         items = []
@@ -124,7 +125,7 @@ class PlainLoop:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr, betas=tuple(cfg.train.betas),
                                            weight_decay=cfg.train.weight_decay)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
-        self.pseudo_fake = pseudo_fake_maker(specialist) if cfg.data.pseudo_fakes > 0 else None
+        self.pseudo_fake = configured_pseudo_fakes(specialist, cfg.data)
         self.batches: Iterator[dict] = itertools.cycle(batches)
 
     def run(self, steps: int) -> None:

@@ -24,11 +24,15 @@ codecs and filters they stand for.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from interceptor.schema import DataConfig
 
 MASK_MIN_SIDE = 96  # px: the face mask is drawn and blurred at about this side, then enlarged (it is smooth)
 MASK_PARAMS = 6  # centre y, x and radii y, x (fractions of the frame's height and width), angle (degrees), softness
@@ -195,7 +199,7 @@ class Recompression(PseudoFake):
         altered = []
         for sample, (quality, scale, dy, dx) in zip(levels, params[:, MASK_PARAMS:].tolist()):
             dy, dx = int(dy), int(dx)
-            shifted = F.pad(_frames(sample[None]), (dx, 0, dy, 0), mode="replicate")
+            shifted = F.pad(sample, (dx, 0, dy, 0), mode="replicate")  # (T, 3, H + dy, W + dx)
             size = tuple(shifted.shape[-2:])
             scaled = _resized(shifted, (max(8, round(size[0] * scale)), max(8, round(size[1] * scale))), "bicubic")
             back = _resized(jpeg_round_trip(scaled, int(quality)), size, "bicubic")
@@ -226,17 +230,12 @@ def quantization_table(base: list[int], quality: int) -> Tensor:
     return ((torch.tensor(base, dtype=torch.float32) * scale + 50) // 100).clamp(1, 255).view(8, 8)
 
 
-def _dct_matrix(device) -> Tensor:
-    n = torch.arange(8, dtype=torch.float32, device=device)
-    matrix = torch.cos((2 * n[None, :] + 1) * n[:, None] * math.pi / 16) * math.sqrt(2 / 8)
-    matrix[0] /= math.sqrt(2)
-    return matrix  # orthonormal DCT-II: JPEG's 8x8 transform
-
-
 def _quantized(planes: Tensor, table: Tensor) -> Tensor:
     """(N, C, H, W) level planes (H, W multiples of 8) through JPEG's 8x8 DCT, quantization and inverse DCT."""
+    from interceptor.models.filters import dct_matrix  # here: the models package imports this module
+
     n, c, h, w = planes.shape
-    dct = _dct_matrix(planes.device)
+    dct = dct_matrix().to(planes.device)  # orthonormal DCT-II: JPEG's 8x8 transform
     blocks = (planes - 128).reshape(n, c, h // 8, 8, w // 8, 8).transpose(3, 4)
     coefficients = dct @ blocks @ dct.T
     table = table.to(planes.device)
@@ -336,6 +335,12 @@ def apply_pseudo_fakes(pixels: Tensor, flags: Tensor, params: Tensor, family: Ps
     altered = family.apply(clips[index].float() * 255, params[rows].float()).round_() / 255
     out = clips.index_copy(0, index, altered.to(clips.dtype))
     return out if pixels.dim() == 5 else out[:, 0]
+
+
+def configured_pseudo_fakes(specialist: str, cfg: DataConfig) -> PseudoFake | None:
+    """The family that makes ``specialist``'s pseudo-fakes under ``cfg`` (:func:`pseudo_fake_maker`), or None
+    where ``data.pseudo_fakes`` is 0."""
+    return pseudo_fake_maker(specialist) if cfg.pseudo_fakes > 0 else None
 
 
 def pseudo_fake_maker(specialist: str) -> PseudoFake:

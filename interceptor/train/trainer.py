@@ -43,7 +43,7 @@ from interceptor.train.engine import PRECISION_DTYPES, build_engine, loss_scale,
 from interceptor.data.frame_samples import epoch_samples
 from interceptor.train.losses import build_loss, distillation_loss
 from interceptor.train.monitor import RunMonitor
-from interceptor.data.pseudo_fakes import pseudo_fake_maker
+from interceptor.data.pseudo_fakes import configured_pseudo_fakes
 from interceptor.train.runlock import RunLock, RunLocked
 from interceptor.utils import atomic_write_json, git_commit
 
@@ -137,7 +137,7 @@ class Trainer:
         model.to(self.dist.device)
         self.spec = InputSpec.of(model)
         # the specialist's pseudo-fakes: drawn by the loader, made on the device (model_inputs)
-        self.pseudo_fake = pseudo_fake_maker(run.specialist) if cfg.data.pseudo_fakes > 0 else None
+        self.pseudo_fake = configured_pseudo_fakes(run.specialist, cfg.data)
         self.engine, self.optimizer, self.scheduler = build_engine(model, cfg, self.precision, self.schedule_steps)
         if cfg.train.compile:
             self.engine.compile()
@@ -216,7 +216,8 @@ class Trainer:
         stream = TrainStream(self.train_sets, self.cfg.data, self.spec,
                              self.run.specialist in self.cfg.data.augment.preserve_pixels,
                              self.cfg.train.seed, self.epoch, self.dist.rank, self.dist.world,
-                             skip=self.position, first_worker=self.batches_in_epoch % workers, pseudo_fake=self.pseudo_fake)
+                             skip=self.position, first_worker=self.batches_in_epoch % workers,
+                             pseudo_fake=self.pseudo_fake)
         return iter(loader(stream, self.cfg.data, seed=self.cfg.train.seed + self.epoch))
 
     def prepare(self) -> None:
