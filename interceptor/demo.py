@@ -22,7 +22,6 @@ from interceptor.models.registry import SPECIALISTS
 from interceptor.schema import Config
 from interceptor.synth import MANIFEST, generate_corpus
 from interceptor.synth.corpus import DATASET_DIRS
-from interceptor.report import fmt
 from interceptor.utils import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -43,20 +42,6 @@ def _train(config: str | None, overrides: list[str], shards: Path, runs: Path) -
     if result.returncode != 0:
         raise RuntimeError(f"training failed (exit {result.returncode}); see {runs}/<specialist>/train.log, "
                            "and rerun `make demo` to resume")
-
-
-def specialization_rows(matrix: dict) -> list[list]:
-    """The report's specialization matrix as table rows: scorer, then "AUC (fakes)" per column; a specialist's
-    own family is marked with a star."""
-    rows = []
-    for scorer, cells in matrix["rows"].items():
-        row = [scorer.upper() if scorer in SPECIALISTS else scorer]
-        for column in matrix["columns"]:
-            cell = cells[column]
-            mark = "*" if column == scorer.upper() else ""
-            row.append(f"{mark}{fmt(cell['auc'])} ({cell['fakes']}){mark}")
-        rows.append(row)
-    return rows
 
 
 def held_out_videos(corpus: Path) -> list[Path]:
@@ -100,9 +85,8 @@ def run_demo(out: str | Path, cfg: Config, config: str | None = None, overrides:
              dfdc_sample: Path | None = None) -> dict:
     """Run the whole demo under ``out``; returns its summary (also written to ``out/summary.json``). ``dfdc_sample``:
     a folder holding ``dfdc_train_part_0/*.mp4``, real DFDC videos to predict on after the synthetic ones."""
-    from interceptor.evaluation import ALL_FAKES, run_eval
+    from interceptor.evaluation import ALL_FAKES, run_eval, specialization_table
     from interceptor.export import collect_models
-    from interceptor.report import markdown_table
 
     out = Path(out).resolve()
     real_videos = sorted((dfdc_sample / "dfdc_train_part_0").glob("*.mp4")) if dfdc_sample else []
@@ -131,19 +115,25 @@ def run_demo(out: str | Path, cfg: Config, config: str | None = None, overrides:
     videos = held_out_videos(corpus) + real_videos
     predictions = _predict(models, videos, true_labels(corpus, videos), cfg)
     done("predict")
-    matrix = metrics["specialization"]
+    matrix, pure = metrics["specialization"], metrics["specialization_pure"]
     timings["total"] = round(time.time() - start, 1)
     summary = {"timings_s": timings, "agent_validation": metrics["agent"]["validation"], "specialization": matrix,
-               "own_family_auc": {s: matrix["rows"][s][s.upper()]["auc"] for s in SPECIALISTS
-                                  if s in matrix["rows"] and s.upper() in matrix["columns"]},
+               "specialization_pure": pure,
+               "own_family_auc": {s: rank["own_auc"] for s, rank in pure["own_family"].items()},
+               "own_family_auc_all": {s: matrix["rows"][s][s.upper()]["auc"] for s in pure["own_family"]},
                "agent_auc_all_fakes": matrix["rows"]["agent"][ALL_FAKES]["auc"], "predictions": predictions,
                "config": to_dict(cfg)}
     atomic_write_json(out / "summary.json", summary)
 
-    print("\nSpecialization on the synthetic test splits: video-level ROC-AUC (number of fakes) of each scorer on "
-          "the fakes carrying each artifact family against the real videos of their splits; * marks a specialist's "
-          "own family:\n")
-    print(markdown_table(["scorer", *matrix["columns"]], specialization_rows(matrix)))
+    print("\nSpecialization on the synthetic test splits: video-level ROC-AUC [95% interval, DeLong] (fakes/reals) "
+          "of each scorer on the fakes carrying each artifact family against the real videos of their splits; "
+          "* marks a specialist's own family.\n\nPure: fakes carrying that family alone\n")
+    print(specialization_table(pure))
+    print("\nOwn family the highest cell of its row (pure): " + ", ".join(
+        f"{s.upper()} {'yes' if rank['own_is_highest'] else 'no (' + rank['highest'] + ')'}"
+        for s, rank in pure["own_family"].items()))
+    print("\nAll: fakes carrying the family, alone or with others\n")
+    print(specialization_table(matrix))
     print(f"\nDemo finished in {timings['total'] / 60:.1f} min ({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())})")
     print(f"models: {models}")
     print(f"report: {out / 'report' / 'report.md'}")

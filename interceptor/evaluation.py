@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from interceptor.agent import Agent, fit_agent
-from interceptor.metrics import aggregate_videos, binary_metrics, roc_auc
+from interceptor.metrics import CONFIDENCE, aggregate_videos, auc_interval, binary_metrics
 from interceptor.models.export import load_model
 from interceptor.models.registry import SPECIALISTS, fixed_vote_weights
 from interceptor.models_dir import AGENT_FILE, CROSS_DATASET, model_dirs
@@ -173,11 +174,17 @@ def run_eval(models_dir: Path, shards_root: Path, out: Path, cfg: Config, splits
             results.setdefault("ffpp_protocol", {})[split] = protocol
         heading = f"{split} ({len(table.videos)} videos{f'; FF++ protocol: {protocol}' if protocol else ''})"
         sections.append((heading, _split_section(metrics, roc.name, confusion.name)))
-    matrix = specialization_matrix(tables, family_lookup(cfg.eval.families))
-    results["specialization"] = matrix
-    heatmap = heatmap_plot({s: [cells[c]["auc"] for c in matrix["columns"]] for s, cells in matrix["rows"].items()},
-                           matrix["columns"], "test video AUC per artifact family", out / "specialization.png")
-    sections.insert(1, ("Specialization matrix", _specialization_section(matrix, heatmap.name)))
+    lookup = family_lookup(cfg.eval.families)
+    matrix = specialization_matrix(tables, lookup)
+    pure = specialization_matrix(tables, lookup, pure=True)
+    pure["own_family"] = own_family_ranks(pure)
+    results["specialization"], results["specialization_pure"] = matrix, pure
+    heatmaps = [heatmap_plot({s: [cells[c]["auc"] for c in m["columns"]] for s, cells in m["rows"].items()},
+                             m["columns"], title, out / name)
+                for m, title, name in ((matrix, "test video AUC per artifact family", "specialization.png"),
+                                       (pure, "test video AUC per artifact family, single-family fakes",
+                                        "specialization_pure.png"))]
+    sections.insert(1, ("Specialization matrix", _specialization_section(matrix, pure, heatmaps)))
     results["cross_dataset"] = recorded_cross_dataset(models_dir)
     sections.append(("Cross-dataset matrix", _cross_section(results["cross_dataset"])))
     atomic_write_json(out / "metrics.json", results)
@@ -243,10 +250,12 @@ def family_lookup(manifest: str | Path | None) -> Callable[[str, str], list[str]
     return families
 
 
-def specialization_matrix(tables: Mapping[str, VideoScores], families: Callable[[str, str], list[str]]) -> dict:
-    """Rows: every scorer; columns: artifact families, then all fakes. A cell is the video AUC of the fakes that
-    carry the family against every real video of the splits that hold such fakes, over the videos the scorer
-    has input for, with the counts: ``{"columns": [...], "rows": {scorer: {column: {auc, fakes, reals}}}}``."""
+def specialization_matrix(tables: Mapping[str, VideoScores], families: Callable[[str, str], list[str]],
+                          pure: bool = False) -> dict:
+    """Rows: every scorer; columns: artifact families, then all fakes (not in the ``pure`` matrix). A cell is the
+    video AUC, with its DeLong interval, of the fakes that carry the family (``pure``: that family alone) against
+    every real video of the splits that hold such fakes, over the videos the scorer has input for, with the counts:
+    ``{"columns": [...], "pure": bool, "rows": {scorer: {column: {auc, low, high, fakes, reals}}}}``."""
     videos = []  # (split, label, families, {scorer: score})
     for split, table in tables.items():
         for i, video in enumerate(table.videos):
@@ -255,29 +264,81 @@ def specialization_matrix(tables: Mapping[str, VideoScores], families: Callable[
             videos.append((split, label, found, {name: float(s[i]) for name, s in table.scores.items()}))
     order = {name.upper(): i for i, name in enumerate(SPECIALISTS)}  # a synthetic corpus's families, in this order
     columns = sorted({f for _, label, found, _ in videos for f in found}, key=lambda f: (order.get(f, len(order)), f))
+    if not pure:
+        columns.append(ALL_FAKES)
+
+    def carries(found: list[str], column: str) -> bool:
+        if column == ALL_FAKES:
+            return True
+        return found == [column] if pure else column in found
+
     scorers = list(next(iter(tables.values())).scores) if tables else []
     rows: dict[str, dict] = {}
     for scorer in scorers:
         rows[scorer] = {}
-        for column in [*columns, ALL_FAKES]:
-            fakes = [v for v in videos if v[1] == 1 and (column == ALL_FAKES or column in v[2])]
+        for column in columns:
+            fakes = [v for v in videos if v[1] == 1 and carries(v[2], column)]
             splits = {v[0] for v in fakes}
             chosen = [v for v in videos if (v[1] == 0 and v[0] in splits) or v in fakes]
             chosen = [v for v in chosen if not np.isnan(v[3][scorer])]
             labels = [v[1] for v in chosen]
-            auc = roc_auc(labels, [v[3][scorer] for v in chosen]) if 0 < sum(labels) < len(labels) else None
-            rows[scorer][column] = {"auc": auc, "fakes": sum(labels), "reals": len(labels) - sum(labels)}
-    return {"columns": [*columns, ALL_FAKES], "rows": rows}
+            auc, low, high = auc_interval(labels, [v[3][scorer] for v in chosen])
+            rows[scorer][column] = {"auc": _number(auc), "low": _number(low), "high": _number(high),
+                                    "fakes": sum(labels), "reals": len(labels) - sum(labels)}
+    return {"columns": columns, "pure": pure, "rows": rows}
 
 
-def _specialization_section(matrix: dict, heatmap: str) -> str:
-    columns = matrix["columns"]
-    rows = [[scorer, *[_cell(cells[c]) for c in columns]] for scorer, cells in matrix["rows"].items()]
-    return ("Video-level AUC of each scorer on the test fakes carrying each artifact family, against all real videos "
-            "of the splits holding such fakes (fakes / reals counted over the videos the scorer has input for). "
-            "A specialist should be strongest in its own family's column.\n\n"
-            + markdown_table(["scorer", *columns], rows) + f"\n\n![specialization matrix]({heatmap})")
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def own_family_ranks(matrix: dict) -> dict[str, dict]:
+    """Per specialist with a column of its own family: its own cell's AUC, the family of the highest cell of its
+    row (families only, not all fakes) and whether that is its own (what "specialist" means)."""
+    out = {}
+    for scorer, cells in matrix["rows"].items():
+        own = scorer.upper()
+        scored = {c: cells[c]["auc"] for c in matrix["columns"] if c != ALL_FAKES and cells[c]["auc"] is not None}
+        if scorer not in SPECIALISTS or own not in scored:
+            continue
+        highest = max(scored, key=lambda c: (scored[c], c == own))
+        out[scorer] = {"own_auc": scored[own], "highest": highest, "own_is_highest": highest == own}
+    return out
+
+
+def _specialization_section(matrix: dict, pure: dict, heatmaps: list[Path]) -> str:
+    level = f"{CONFIDENCE:.0%}"
+    ranks = pure["own_family"]
+    own = [[scorer.upper(), fmt(rank["own_auc"]), rank["highest"], "yes" if rank["own_is_highest"] else "no"]
+           for scorer, rank in ranks.items()]
+    return "\n\n".join([
+        "Video-level AUC of each scorer on the test fakes carrying each artifact family, against all real videos "
+        f"of the splits holding such fakes, with its {level} interval (DeLong) and the videos counted "
+        "(fakes/reals, over the videos the scorer has input for: AV's only those with audio).",
+        "**Pure**: fakes that carry that family alone.",
+        specialization_table(pure),
+        "Whether each specialist's own family is the highest cell of its row in the pure matrix:",
+        markdown_table(["specialist", "own family AUC", "highest cell", "own is highest"], own),
+        "**All**: fakes that carry the family, alone or with others (a cell mixes its family with those it "
+        "co-occurs with).",
+        specialization_table(matrix),
+        " ".join(f"![{path.stem}]({path.name})" for path in heatmaps),
+    ])
+
+
+def specialization_table(matrix: dict) -> str:
+    """A specialization matrix as a markdown table: "AUC [low, high] (fakes/reals)" per cell, each specialist's
+    own family starred."""
+    rows = []
+    for scorer, cells in matrix["rows"].items():
+        row = [scorer.upper() if scorer in SPECIALISTS else scorer]
+        for column in matrix["columns"]:
+            star = "*" if column == scorer.upper() else ""
+            row.append(f"{star}{_cell(cells[column])}{star}")
+        rows.append(row)
+    return markdown_table(["scorer", *matrix["columns"]], rows)
 
 
 def _cell(cell: dict) -> str:
-    return f"{fmt(cell['auc'])} ({cell['fakes']}/{cell['reals']})"
+    interval = f" [{fmt(cell['low'])}, {fmt(cell['high'])}]" if cell["low"] is not None else ""
+    return f"{fmt(cell['auc'])}{interval} ({cell['fakes']}/{cell['reals']})"

@@ -251,6 +251,9 @@ def test_eval_reports_the_specialization_matrix_and_the_recorded_cross_dataset_m
     assert metrics["cross_dataset"]["cm"]["stage 1"]["ffpp/test"] == recorded["stage 1"]["ffpp/test"]["video_mean_auc"]
     report = (tmp_path / "report" / "report.md").read_text()
     assert "## Specialization matrix" in report and "(specialization.png)" in report
+    pure = metrics["specialization_pure"]
+    assert pure["pure"] and "all fakes" not in pure["columns"] and set(pure["own_family"]) == {"cm"}
+    assert "(specialization_pure.png)" in report and "own is highest" in report
     assert metrics["ffpp_protocol"] == {"ffpp/test": "standard+FaceShifter"}  # the demo opts FaceShifter in
     assert "FF++ protocol: standard+FaceShifter" in report
     assert (tmp_path / "report" / "specialization.png").read_bytes()[:4] == b"\x89PNG"
