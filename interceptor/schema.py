@@ -24,6 +24,7 @@ class SynthConfig:
     crf: int = 23  # H.264 constant rate factor: 23 matches FF++ "c23"
     dfdc_chunks: int = 10
     dfdc_videos: int = 0  # DFDC videos over all chunks (the largest dataset in reality); 0 = videos
+    dfdc_fakes_per_original: int = 5  # DFDC fakes made from each real video (the first AV, the others visual)
     workers: int = 2  # processes used to render and encode videos
 
 

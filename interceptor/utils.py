@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -150,3 +151,29 @@ def git_commit(repo: str | os.PathLike | None = None) -> str | None:
     if Path(top).resolve() != repo:
         return None
     return f"{commit}-dirty" if dirty else commit
+
+
+# glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_PERTURB = -1, -3, -6
+
+
+def mallopt(param: int, value: int) -> bool:
+    """glibc's ``mallopt``; False where the C library has none (not glibc)."""
+    try:
+        return bool(ctypes.CDLL(None).mallopt(param, value))
+    except (OSError, AttributeError):
+        return False
+
+
+@contextlib.contextmanager
+def filled_allocations(byte: int = 0x55) -> Iterator[None]:
+    """Within the block, glibc fills every block of memory it hands out (and every one freed) with a fixed byte.
+
+    Native code that reads memory it never wrote then reads the same bytes in every run instead of whatever an
+    earlier allocation left there. libx264, as PyAV's FFmpeg builds it, does: without this, the bytes of a video
+    it encodes depend on what the process encoded before (tests/test_synth.py)."""
+    mallopt(M_PERTURB, byte)
+    try:
+        yield
+    finally:
+        mallopt(M_PERTURB, 0)

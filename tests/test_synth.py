@@ -162,6 +162,25 @@ def test_same_seed_gives_the_same_corpus(tmp_path):
     assert not any(name.endswith(".tmp") for name in a)
 
 
+def test_a_group_renders_to_the_same_bytes_whatever_the_process_rendered_before(tmp_path):
+    """libx264 reads memory it never wrote: without filled allocations, a group's bytes depended on the groups its
+    worker had encoded before it, so the corpus depended on how the pool scheduled them."""
+    from interceptor.schema import SynthConfig
+    from interceptor.synth.corpus import plan_corpus, render_group
+
+    cfg = SynthConfig(videos=8, seconds=1.0, size=180, dfdc_chunks=2)
+    groups = plan_corpus(cfg)[0]
+    first, other = groups[0], groups[-1]
+
+    def render(group, folder: str) -> list[str]:
+        render_group(group, cfg, str(tmp_path / folder))
+        return [hashlib.sha256((tmp_path / folder / v.path).read_bytes()).hexdigest() for v in group.videos]
+
+    alone = render(first, "a")
+    render(other, "b")
+    assert render(first, "c") == alone
+
+
 # ------------------------------------------------------------------------------------------------ artifacts
 
 

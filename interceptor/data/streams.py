@@ -12,7 +12,6 @@ Evaluation streams visit every sample of their shard sets exactly once, split be
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import logging
 import os
@@ -35,6 +34,7 @@ from interceptor.data.shard_sets import DataError, ShardSet
 from interceptor.distributed import STOP_SIGNALS
 from interceptor.inputs import InputKind, InputSpec, evaluation_rows
 from interceptor.schema import DataConfig
+from interceptor.utils import M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, mallopt
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,6 @@ def loader(dataset: IterableDataset, cfg: DataConfig, seed: int = 0) -> DataLoad
 
 
 MALLOC_KEEP_BYTES = 1 << 30  # allocations below this come from the heap, and freed heap memory stays mapped
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
 def keep_freed_memory() -> None:
@@ -279,13 +278,8 @@ def keep_freed_memory() -> None:
     by default glibc maps large ones anew and unmaps them when freed, so each write to them first faults its
     pages in: measured here, that made TM's loader 20% slower than its decoding. Reused heap memory is already
     mapped. Elsewhere than glibc this does nothing."""
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(_M_MMAP_THRESHOLD, MALLOC_KEEP_BYTES)
-    mallopt(_M_TRIM_THRESHOLD, MALLOC_KEEP_BYTES)
+    mallopt(M_MMAP_THRESHOLD, MALLOC_KEEP_BYTES)
+    mallopt(M_TRIM_THRESHOLD, MALLOC_KEEP_BYTES)
 
 
 def start_worker(worker_id: int) -> None:

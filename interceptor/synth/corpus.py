@@ -32,11 +32,11 @@ from interceptor.synth.audio import plan_syllables, synthesize
 from interceptor.synth.encode import Mp4Writer
 from interceptor.synth.faces import identity_count, make_sprite
 from interceptor.synth.scene import SceneRenderer, sample_scene
-from interceptor.utils import atomic_write_json, atomic_write_text
+from interceptor.utils import atomic_write_json, atomic_write_text, filled_allocations
 
 log = logging.getLogger(__name__)
 
-CORPUS_VERSION = 3
+CORPUS_VERSION = 4
 MANIFEST = "synth_manifest.json"
 DATASET_DIRS = {"ffpp": "FaceForensics++", "celebdf": "Celeb-DF-v2", "dfdc": "DFDC"}
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
@@ -174,36 +174,32 @@ def _dfdc_name(rng: np.random.Generator, taken: set[str]) -> str:
 
 
 def plan_dfdc(rng: np.random.Generator, cfg: SynthConfig) -> list[GroupPlan]:
-    """DFDC: per chunk, clusters of one real video and (about six) fakes made from it, all with audio.
+    """DFDC: per chunk, clusters of one real video and ``dfdc_fakes_per_original`` fakes made from it, all with
+    audio; ``dfdc_videos`` over all chunks.
 
-    A cluster's first fake has only its audio swapped or shifted (AV). Each other fake carries one visual family,
-    in turn (so a cluster of seven has every family, and every split has clusters), plus a second random visual
-    family with probability 0.3 and AV with probability 0.4.
+    Every fake carries one artifact family alone, so that the pure specialization matrix has fakes of every
+    family in every split (FF++'s and Celeb-DF's fakes carry the mixes): a cluster's first fake has only its
+    audio swapped or shifted (AV), the others one visual family each, in turn over the clusters.
     """
-    per_chunk = max(3, round((cfg.dfdc_videos or cfg.videos) / cfg.dfdc_chunks))
-    clusters = max(1, round(per_chunk / 7))
+    per_cluster = 1 + cfg.dfdc_fakes_per_original
+    clusters = max(1, round((cfg.dfdc_videos or cfg.videos) / per_cluster / cfg.dfdc_chunks))
     taken: set[str] = set()
     groups = []
+    visual = 0  # visual fakes planned so far: the next one's family is the next in turn
     for chunk in range(cfg.dfdc_chunks):
         base = f"DFDC/dfdc_train_part_{chunk}"
-        for c in range(clusters):
-            n_videos = per_chunk // clusters + (1 if c < per_chunk % clusters else 0)
+        for _ in range(clusters):
             group = GroupPlan("dfdc", int(rng.integers(2**31)), _seconds(rng, cfg),
                               int(rng.integers(identity_count())), True, bool(rng.random() < 0.3))
             original = f"{base}/{_dfdc_name(rng, taken)}"
             group.videos.append(VideoPlan(original, "dfdc", LABEL_REAL, "original", None))
-            for fake in range(max(1, n_videos - 1)):
+            for fake in range(cfg.dfdc_fakes_per_original):
                 if fake == 0:
-                    families = {"AV": sample_params("AV", rng)}
+                    family = "AV"
                 else:
-                    primary = _VISUAL[(c + fake - 1) % len(_VISUAL)]
-                    families = {primary: sample_params(primary, rng)}
-                    if rng.random() < 0.3:
-                        families.update(_families(rng, [f for f in _VISUAL if f != primary], 1))
-                    if rng.random() < 0.4:
-                        families["AV"] = sample_params("AV", rng)
+                    family, visual = _VISUAL[visual % len(_VISUAL)], visual + 1
                 group.videos.append(VideoPlan(f"{base}/{_dfdc_name(rng, taken)}", "dfdc", LABEL_FAKE, "dfdc",
-                                              original, dict(sorted(families.items()))))
+                                              original, {family: sample_params(family, rng)}))
             groups.append(group.finish(rng))
     return groups
 
@@ -212,7 +208,16 @@ def plan_dfdc(rng: np.random.Generator, cfg: SynthConfig) -> list[GroupPlan]:
 
 
 def render_group(group: GroupPlan, cfg: SynthConfig, root: str) -> list[dict]:
-    """Render and encode one original and its fakes from the same frames; return their manifest entries."""
+    """Render and encode one original and its fakes from the same frames; return their manifest entries.
+
+    The encoder's memory is filled first (:func:`~interceptor.utils.filled_allocations`), so the bytes written
+    do not depend on which groups the process rendered before: the same seed gives the same corpus, whatever
+    worker renders which group."""
+    with filled_allocations():
+        return _render_group(group, cfg, root)
+
+
+def _render_group(group: GroupPlan, cfg: SynthConfig, root: str) -> list[dict]:
     scene = _scene(group, cfg)
     renderer = SceneRenderer(scene)
     audio = None
@@ -338,7 +343,7 @@ def plan_corpus(cfg: SynthConfig) -> tuple[list[GroupPlan], dict, list]:
 def check_synth_config(cfg: SynthConfig) -> None:
     """Counts, sizes, rates and durations must be positive (crf within H.264's 0-51): a ConfigError naming
     the key."""
-    for key in ("videos", "size", "seconds", "fps", "audio_rate", "dfdc_chunks", "workers"):
+    for key in ("videos", "size", "seconds", "fps", "audio_rate", "dfdc_chunks", "dfdc_fakes_per_original", "workers"):
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"synth.{key}: must be positive, got {getattr(cfg, key)!r}")
     if not 0 <= cfg.crf <= 51:
