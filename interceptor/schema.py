@@ -139,6 +139,10 @@ class TrainConfig:
     """The DeepSpeed trainer (``launcher/train.py``)."""
 
     seed: int = 0
+    # Deterministic kernels (torch.use_deterministic_algorithms; cuDNN's deterministic algorithms, no autotuning):
+    # on a CPU the same seed then gives bit-identical weights at no cost; on a GPU a few kernels have no
+    # deterministic form and only warn (docs/models.md, "Reproducibility"), and autotuning is lost.
+    deterministic: bool = False
     epochs: int = 6
     lr: float = 1e-4  # peak learning rate (a curriculum stage sets it from its own lr)
     lr_scale: float = 1.0  # multiplies every stage's lr (e.g. for a larger global batch, or a backbone from scratch)

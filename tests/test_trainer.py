@@ -175,6 +175,21 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, shards_root):
         torch.testing.assert_close(a[name], b[name], rtol=1e-6, atol=1e-7, msg=name)
 
 
+def test_the_same_seed_trains_bit_identical_weights(tmp_path, shards_root):
+    """Two runs of one seed through the real trainer (TM on 2 ranks: clips, a loader worker each, pseudo-fakes
+    made on the device, deterministic kernels as the demo config sets them) end with the same bytes in every
+    weight and buffer."""
+    curriculum = write_curriculum(tmp_path / "curriculum.yaml", [stage(epochs=2)])
+    common = ["--specialist", "tm", "--stage", "1", "--shards", shards_root, f"curriculum={curriculum}",
+              "data.batch_size=4", "data.steps_per_epoch=4", "data.workers=1", "data.pseudo_fakes=0.5"]
+    for run in ("a", "b"):
+        result = torchrun([*common, "--run-dir", tmp_path / run], timeout=600, log=tmp_path / f"{run}.log")
+        assert result.returncode == 0, result.stderr[-3000:]
+    a, b = (load_file(str(tmp_path / run / "tm" / "stage1-ffpp" / "best" / "model.safetensors")) for run in "ab")
+    assert a.keys() == b.keys()
+    assert [name for name in a if not torch.equal(a[name], b[name])] == []
+
+
 # ------------------------------------------------------------------------------------------------ uneven shards
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import signal
 import time
@@ -93,6 +94,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def use_deterministic_kernels(device: torch.device) -> None:
+    """``train.deterministic``: kernels that give the same result on every run. On a GPU, cuBLAS gets a fixed
+    workspace (before its first call) and cuDNN no autotuning; kernels without a deterministic form (atomic
+    adds in some backward passes) warn instead of failing the run."""
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+
+
 def rng_state() -> dict:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -128,6 +140,8 @@ class Trainer:
     def _build(self) -> None:
         cfg, run = self.cfg, self.run
         seed_everything(cfg.train.seed + self.dist.rank)
+        if cfg.train.deterministic:
+            use_deterministic_kernels(self.dist.device)
         model = build_model(run.specialist, **to_dict(cfg.model))
         if run.init_from is not None:
             model.load_state_dict(load_file(str(run.init_from / WEIGHTS)), strict=True)
