@@ -60,8 +60,8 @@ from interceptor.data.shard_sets import ShardSet, resolve_shard_sets  # noqa: E4
 from interceptor.data.streams import TrainStream, loader  # noqa: E402
 from interceptor.distributed import DistInfo  # noqa: E402
 from interceptor.inputs import InputSpec, model_inputs  # noqa: E402
+from interceptor.models.registry import configured_pseudo_fakes  # noqa: E402
 from interceptor.train.launch import parse_specialists  # noqa: E402
-from interceptor.data.pseudo_fakes import configured_pseudo_fakes  # noqa: E402
 from train_step import (  # noqa: E402
     TrainerLoop, add_common_options, describe, input_spec, interleaved, seconds, start, synthetic_batches)
 

@@ -47,10 +47,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from interceptor.config import load_config, to_dict  # noqa: E402
 from interceptor.data.decoding import Augmenter, no_pseudo_fake, collate  # noqa: E402
-from interceptor.data.pseudo_fakes import configured_pseudo_fakes  # noqa: E402
 from interceptor.distributed import DistInfo, init_distributed  # noqa: E402
 from interceptor.inputs import InputKind, InputSpec, clip_item, model_inputs  # noqa: E402
 from interceptor.models import build_model, get_specialist  # noqa: E402
+from interceptor.models.registry import configured_pseudo_fakes  # noqa: E402
 from interceptor.schema import Config  # noqa: E402
 from interceptor.train.curriculum import StageRun  # noqa: E402
 from interceptor.train.engine import PRECISION_DTYPES, resolve_precision  # noqa: E402
