@@ -127,7 +127,7 @@ def test_a_seventh_specialist_from_the_config_is_in_everything_derived_from_the_
 
     assert "xx" not in registry.SPECIALISTS
     cfg = load_config(None, [f"specialist_modules=[{plugin}]", "agent.fixed_weights={xx: 0.25}",
-                             "data.augment.preserve_pixels=[cm, rr, xx]"])
+                             "data.augment.preserve_pixels=[cm, rr, xx]"], check=registry.check_specialists)
     assert parse_specialists("all") == ["ll", "bg", "av", "cm", "rr", "tm", "xx"]
     assert parse_specialists("XX,cm") == ["xx", "cm"]
     assert registry.fixed_vote_weights()["xx"] == 0.5
@@ -160,7 +160,7 @@ def test_interceptor_specialists_lists_the_registry_with_the_configs_own(plugin,
 ])
 def test_config_errors_name_the_key(override, message):
     with pytest.raises(ConfigError, match="override") as error:
-        load_config(None, [override])
+        load_config(None, [override], check=registry.check_specialists)
     assert message in str(error.value)
 
 

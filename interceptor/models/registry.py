@@ -18,9 +18,9 @@ fixed vote, the order of the parallel queue, the demo) reads this registry.
 
 The six built-in specialists are registered by importing ``interceptor.models``, followed by the modules of the
 ``interceptor.specialists`` entry-point group (an installed package's own specialists). A config's
-``specialist_modules`` (importable module names) are imported when the config loads
-(:func:`import_specialist_modules`). Nothing named by a model file or a shard is ever imported: an export of an
-unregistered specialist is an error.
+``specialist_modules`` (importable module names) are imported when the config is loaded with
+``check=check_specialists`` (:func:`check_specialists`: the command line, the launcher). Nothing named by a model
+file or a shard is ever imported: an export of an unregistered specialist is an error.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from interceptor.inputs import InputKind
 from interceptor.pseudo_fakes import PseudoFake
 
 if TYPE_CHECKING:
-    from interceptor.schema import DataConfig
+    from interceptor.schema import Config, DataConfig
 
 SPECIALISTS: dict[str, type] = {}
 ENTRY_POINT_GROUP = "interceptor.specialists"
@@ -145,6 +145,14 @@ def import_specialist_modules(modules: Iterable[str], source: str) -> None:
         except (ImportError, TypeError, ValueError) as err:
             raise ConfigError(f"{source}: specialist_modules: cannot import {module!r}: {err} (it must be importable: "
                               "on PYTHONPATH or installed)") from None
+
+
+def check_specialists(cfg: Config, source: str) -> None:
+    """Import the config's ``specialist_modules`` (registering their specialists), then check that every
+    specialist the config names is registered: ``load_config``'s ``check`` for whatever uses the registry."""
+    import_specialist_modules(cfg.specialist_modules, source)
+    check_specialist_names(cfg.agent.fixed_weights, "agent.fixed_weights", source)
+    check_specialist_names(cfg.data.augment.preserve_pixels, "data.augment.preserve_pixels", source)
 
 
 def check_specialist_names(names: Iterable[str], key: str, source: str) -> None:
