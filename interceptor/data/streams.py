@@ -29,11 +29,11 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from interceptor import LABEL_FAKE, LABEL_REAL
 from interceptor.data.frame_samples import frame_samples, samples_per_clip
 from interceptor.data.decoding import PSEUDO_FAKE, Augmenter, collate, decode_sample, pixel_batch, sample_label
-from interceptor.pseudo_fakes import PseudoFake
 from interceptor.data.shard_reading import tar_samples
 from interceptor.data.shard_sets import DataError, ShardSet
 from interceptor.distributed import STOP_SIGNALS
 from interceptor.inputs import InputKind, InputSpec, evaluation_rows
+from interceptor.pseudo_fakes import PseudoFake
 from interceptor.schema import DataConfig
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from interceptor.inputs import InputKind
-from interceptor.models.blocks import ConvBranch, SpecialistModule
 from interceptor.jpeg import LUMA_TABLE
+from interceptor.models.blocks import ConvBranch, SpecialistModule
 from interceptor.models.filters import BlockDCT, full_precision, local_mean, luma, pad_to_multiple
 from interceptor.models.registry import register_specialist
 from interceptor.pseudo_fakes import RECOMPRESSION
