@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from interceptor.config import load_config, resolve_path, to_dict  # noqa: E402
 from interceptor.models import build_model, export_model  # noqa: E402
+from interceptor.models.registry import check_specialists  # noqa: E402
 from interceptor.schema import Config  # noqa: E402
 from interceptor.train.curriculum import StageRun  # noqa: E402
 from interceptor.train.engine import loss_scale  # noqa: E402
@@ -156,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     args, overrides = parser.parse_known_args(argv)
     cfg = load_config(args.config, [f"model.backbone={args.backbone}", f"model.image_size={args.size}",
                                     f"data.batch_size={args.batch}", "model.pretrained=false",
-                                    "train.precision=fp16", "train.channels_last=true", *overrides])
+                                    "train.precision=fp16", "train.channels_last=true", *overrides],
+                      check=check_specialists)
     dist = start("cuda")
     backend = torch.distributed.get_backend() if torch.distributed.is_initialized() else "none"
     print(f"{describe(dist)}; process group: {backend}; {args.backbone} at {args.size} px, batch {args.batch}, "

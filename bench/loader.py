@@ -60,8 +60,8 @@ from interceptor.data.shard_sets import ShardSet, resolve_shard_sets  # noqa: E4
 from interceptor.data.streams import TrainStream, loader  # noqa: E402
 from interceptor.distributed import DistInfo  # noqa: E402
 from interceptor.inputs import InputSpec, model_inputs  # noqa: E402
+from interceptor.models.registry import check_specialists, configured_pseudo_fakes  # noqa: E402
 from interceptor.train.launch import parse_specialists  # noqa: E402
-from interceptor.data.pseudo_fakes import configured_pseudo_fakes  # noqa: E402
 from train_step import (  # noqa: E402
     TrainerLoop, add_common_options, describe, input_spec, interleaved, seconds, start, synthetic_batches)
 
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=20, help="batches timed per loader, after the first")
     parser.add_argument("--steps", type=int, default=3, help="trainer steps per round (0: no trainer)")
     args, overrides = parser.parse_known_args(argv)
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides, check=check_specialists)
     shard_sets = resolve_shard_sets(args.shards, args.train_sets, "--train-sets")
     dist = start("auto")
     print(f"{describe(dist)}; {', '.join(s.name for s in shard_sets)}; {cfg.model.backbone} at "

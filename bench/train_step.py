@@ -47,10 +47,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from interceptor.config import load_config, to_dict  # noqa: E402
 from interceptor.data.decoding import Augmenter, no_pseudo_fake, collate  # noqa: E402
-from interceptor.data.pseudo_fakes import configured_pseudo_fakes  # noqa: E402
 from interceptor.distributed import DistInfo, init_distributed  # noqa: E402
 from interceptor.inputs import InputKind, InputSpec, clip_item, model_inputs  # noqa: E402
 from interceptor.models import build_model, get_specialist  # noqa: E402
+from interceptor.models.registry import check_specialists, configured_pseudo_fakes  # noqa: E402
 from interceptor.schema import Config  # noqa: E402
 from interceptor.train.curriculum import StageRun  # noqa: E402
 from interceptor.train.engine import PRECISION_DTYPES, resolve_precision  # noqa: E402
@@ -186,7 +186,8 @@ def bench_config(args: argparse.Namespace, overrides: list[str]) -> Config:
     """The config with the command line's settings applied (unset options keep the config's values)."""
     options = {"model.backbone": args.backbone, "model.image_size": args.size, "data.batch_size": args.batch,
                "train.precision": args.precision, "train.channels_last": args.channels_last or None}
-    return load_config(args.config, [f"{k}={v}" for k, v in options.items() if v is not None] + overrides)
+    return load_config(args.config, [f"{k}={v}" for k, v in options.items() if v is not None] + overrides,
+                       check=check_specialists)
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,14 @@ from interceptor.utils import setup_logging
 CONFIG_HELP = "a packaged config's name (demo, default) or a YAML path (default: demo)"
 
 
+def _checked_config(path: str | None, overrides: list[str]):
+    """The config, its ``specialist_modules`` imported and the specialists it names checked (the registry's
+    ``check_specialists``; the models, and torch with them, imported here, not at the command line's start-up)."""
+    from interceptor.models.registry import check_specialists
+
+    return load_config(path, overrides, check=check_specialists)
+
+
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help=CONFIG_HELP)
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.lr=3e-4")
@@ -27,7 +35,7 @@ def _synth(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is not None:
             overrides.append(f"synth.{key}={value}")
-    cfg = load_config(args.config, overrides)
+    cfg = _checked_config(args.config, overrides)
     generate_corpus(args.out, cfg.synth)
     return 0
 
@@ -36,7 +44,7 @@ def _demo(args: argparse.Namespace) -> int:
     from interceptor.demo import run_demo
 
     try:
-        run_demo(args.out, load_config(args.config, args.overrides), args.config, args.overrides, args.dfdc_sample)
+        run_demo(args.out, _checked_config(args.config, args.overrides), args.config, args.overrides, args.dfdc_sample)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -49,7 +57,7 @@ def _export(args: argparse.Namespace) -> int:
     from interceptor.models.export import ExportError
     from interceptor.models.registry import specialist_names
 
-    load_config(args.config, args.overrides)  # imports the config's specialist_modules
+    _checked_config(args.config, args.overrides)  # imports the config's specialist_modules
     collected = collect_models(args.runs, args.out, specialist_names())
     for spec, info in collected.items():
         if args.onnx:
@@ -67,7 +75,7 @@ def _export(args: argparse.Namespace) -> int:
 def _specialists(args: argparse.Namespace) -> int:
     from interceptor.models.registry import specialist_names
 
-    load_config(args.config, args.overrides)  # imports the config's specialist_modules
+    _checked_config(args.config, args.overrides)  # imports the config's specialist_modules
     print("\n".join(specialist_names()))
     return 0
 
@@ -76,7 +84,7 @@ def _eval(args: argparse.Namespace) -> int:
     from interceptor.evaluation import run_eval
     from interceptor.models.export import ExportError
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = _checked_config(args.config, args.overrides)
     try:
         run_eval(args.models, args.shards, args.out, cfg, args.splits, args.device)
     except (FileNotFoundError, ExportError) as err:
@@ -91,7 +99,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     from interceptor.predict import ModelsError, Predictor, predict_videos, resolve_device, summary_line
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = _checked_config(args.config, args.overrides)
     try:
         predictor = Predictor.load(args.models or cfg.predict.models_dir, cfg, resolve_device(args.device),
                                    students=args.students)
@@ -151,7 +159,7 @@ def _shards_build(args: argparse.Namespace) -> int:
         overrides.append(f"shards.workers={args.workers}")
     if args.compression is not None:
         overrides.append(f"shards.ffpp_compression={args.compression}")
-    cfg = load_config(args.config, overrides)
+    cfg = _checked_config(args.config, overrides)
     try:
         manifests = build_shards(args.dataset, args.root, args.out, cfg.shards, splits=args.split, chunks=args.chunk,
                                  task=Task(args.task_index, args.num_tasks))

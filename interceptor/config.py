@@ -19,7 +19,7 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Callable, Literal, Union
 
 import yaml
 
@@ -271,12 +271,14 @@ def merge(base: dict, update: dict) -> dict:
 # ----------------------------------------------------------------------------------------------- entry points
 
 
-def load_config(path: str | os.PathLike | None = None, overrides=(), schema: type | None = None) -> Any:
+def load_config(path: str | os.PathLike | None = None, overrides=(), schema: type | None = None,
+                check: Callable[[Any, str], None] | None = None) -> Any:
     """Load ``path`` (a packaged config's name or a YAML path; default: the packaged demo config) into ``schema``
-    and apply dotted overrides.
+    (default: :class:`~interceptor.schema.Config`) and apply dotted overrides.
 
-    A :class:`~interceptor.schema.Config` also imports its ``specialist_modules`` and checks the specialist
-    names it holds against the registry (:func:`check_specialists`)."""
+    ``check(cfg, source)`` then checks it against what a layer above knows: the command line and the launcher
+    pass the registry's :func:`~interceptor.models.registry.check_specialists` (imports the config's
+    ``specialist_modules``, checks the specialist names it holds)."""
     from interceptor.schema import Config
 
     schema = schema or Config
@@ -287,19 +289,9 @@ def load_config(path: str | os.PathLike | None = None, overrides=(), schema: typ
     raw = apply_overrides(raw, list(overrides), schema)
     source = f"{source} (with overrides)" if overrides else source
     cfg = from_dict(schema, raw, source)
-    if isinstance(cfg, Config):
-        check_specialists(cfg, source)
+    if check is not None:
+        check(cfg, source)
     return cfg
-
-
-def check_specialists(cfg: Any, source: str) -> None:
-    """Import the config's ``specialist_modules`` (registering their specialists), then check that every
-    specialist the config names is registered."""
-    from interceptor.models.registry import check_specialist_names, import_specialist_modules
-
-    import_specialist_modules(cfg.specialist_modules, source)
-    check_specialist_names(cfg.agent.fixed_weights, "agent.fixed_weights", source)
-    check_specialist_names(cfg.data.augment.preserve_pixels, "data.augment.preserve_pixels", source)
 
 
 def dump_yaml(cfg: Any) -> str:

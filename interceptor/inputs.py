@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 import torch
 
+from interceptor.pseudo_fakes import apply_pseudo_fakes
+
 
 class InputKind(StrEnum):
     """What a specialist consumes; the value is the name configs, exports and JSON use."""
@@ -111,7 +113,7 @@ def clip_item(frames: Sequence[np.ndarray], audio: np.ndarray | None, spec: Inpu
     its int16 samples or None without an audio track. ``rng`` None means evaluation: no augmentation.
     ``augment(frames, rng)`` (training only, :class:`~interceptor.data.decoding.Augmenter`) crops and resizes
     the chosen frames to the model's size and draws the item's ``DEVICE_AUGMENTATION`` (:func:`augment_on_device`).
-    ``pseudo_fake(frames, audio, rng)`` (training only: a :class:`~interceptor.data.pseudo_fakes.PseudoFake`'s
+    ``pseudo_fake(frames, audio, rng)`` (training only: a :class:`~interceptor.pseudo_fakes.PseudoFake`'s
     ``draw``) draws the item's pseudo-fake parameters (``pseudo``) before augmentation and alters its audio; the
     item's ``pseudo_fake`` says whether it drew them (:func:`model_inputs` applies them on the device).
     ``out``: the item's (T, size, size, 3) uint8 slot in a batch's pixels (:func:`stack_inputs`), which the frames
@@ -182,13 +184,11 @@ def model_inputs(batch: dict, spec: InputSpec, device: torch.device, dtype: torc
                  channels_last: bool = False, pseudo_fake=None) -> dict[str, torch.Tensor]:
     """Batch -> the model's keyword inputs (:attr:`InputKind.input_names`) on ``device``: uint8 (…, H, W, 3) pixels
     become float (…, 3, H, W) in [0, 1] there, audio in [-1, 1]. A training batch's pseudo-fakes are made there
-    by ``pseudo_fake`` (the specialist's :class:`~interceptor.data.pseudo_fakes.PseudoFake`), then its
+    by ``pseudo_fake`` (the specialist's :class:`~interceptor.pseudo_fakes.PseudoFake`), then its
     ``DEVICE_AUGMENTATION`` is applied."""
     pixels = batch["pixels"].to(device, non_blocking=True).float().div_(255)
     pixels = pixels.movedim(-1, -3)  # a channels_last view of frames
     if pseudo_fake is not None and "pseudo_fake" in batch:
-        from interceptor.data.pseudo_fakes import apply_pseudo_fakes
-
         pixels = apply_pseudo_fakes(pixels, batch["pseudo_fake"], batch["pseudo"], pseudo_fake)
     if "flip" in batch:
         pixels = augment_on_device(pixels, batch["crop"], batch["flip"].to(device, non_blocking=True),

@@ -127,7 +127,7 @@ class DataConfig:
     # "partition": shards are split between ranks and workers; fewer shards than ranks x workers is an error.
     sampling: Literal["resample", "partition"] = "resample"
     # Share of the fake draws that are pseudo-fakes: real clips altered on the fly with an artifact of the
-    # specialist's own family (interceptor/data/pseudo_fakes.py, Self-Blended-Images style); needs balance=stream.
+    # specialist's own family (interceptor/pseudo_fakes.py, Self-Blended-Images style); needs balance=stream.
     pseudo_fakes: float = 0.5
     steps_per_epoch: int = 0  # optimizer steps per epoch; 0 = the training samples / global batch
     eval_frames: Literal["middle", "all"] = "middle"  # frame models at evaluation: the clip's middle frame, or all

@@ -13,7 +13,8 @@ from interceptor.config import load_config
 from interceptor.data.shard_sets import DataError, resolve_shard_sets
 from interceptor.data.streams import TrainStream
 from interceptor.inputs import InputKind, InputSpec, model_inputs, stack_inputs, clip_item
-from interceptor.data.pseudo_fakes import draw_mask, face_masks, jpeg_round_trip, pseudo_fake_maker
+from interceptor.models.registry import pseudo_fake_maker
+from interceptor.pseudo_fakes import draw_mask, face_masks, jpeg_round_trip
 
 MARGIN = 0.333
 SIZE = 96

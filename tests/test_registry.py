@@ -17,8 +17,8 @@ import yaml
 from interceptor.config import ConfigError, load_config, to_dict
 from interceptor.models import build_model, export_model, load_model
 from interceptor.models import registry
-from interceptor.data.pseudo_fakes import PseudoFake
 from interceptor.models.export import ExportError
+from interceptor.pseudo_fakes import PseudoFake
 
 from training import REPO, torchrun, write_curriculum
 
@@ -28,7 +28,7 @@ PLUGIN_SOURCE = '''"""XX, edges: a seventh specialist, defined outside the packa
 from interceptor.models.blocks import ConvBranch, SpecialistModule
 from interceptor.models.filters import Sobel
 from interceptor.models.registry import register_specialist
-from interceptor.data.pseudo_fakes import RESAMPLING
+from interceptor.pseudo_fakes import RESAMPLING
 
 
 @register_specialist("xx")
@@ -123,17 +123,17 @@ def test_a_seventh_specialist_from_the_config_is_in_everything_derived_from_the_
     from interceptor.models_dir import model_dirs
     from interceptor.predict import load_agent
     from interceptor.train.launch import parse_specialists
-    from interceptor.data.pseudo_fakes import RESAMPLING, pseudo_fake_maker
+    from interceptor.pseudo_fakes import RESAMPLING
 
     assert "xx" not in registry.SPECIALISTS
     cfg = load_config(None, [f"specialist_modules=[{plugin}]", "agent.fixed_weights={xx: 0.25}",
-                             "data.augment.preserve_pixels=[cm, rr, xx]"])
+                             "data.augment.preserve_pixels=[cm, rr, xx]"], check=registry.check_specialists)
     assert parse_specialists("all") == ["ll", "bg", "av", "cm", "rr", "tm", "xx"]
     assert parse_specialists("XX,cm") == ["xx", "cm"]
     assert registry.fixed_vote_weights()["xx"] == 0.5
     assert registry.fixed_vote_weights(cfg.agent.fixed_weights)["xx"] == 0.25
     assert registry.costliest_first(parse_specialists("all"))[:2] == ["xx", "tm"]
-    assert pseudo_fake_maker("xx") is RESAMPLING
+    assert registry.pseudo_fake_maker("xx") is RESAMPLING
     model = build_model("xx", **to_dict(cfg.model))
     assert model.input_names == ("image",) and model.specialist_features == 8 * 49
     assert model(**model.example_inputs(2)).shape == (2, 2)
@@ -160,7 +160,7 @@ def test_interceptor_specialists_lists_the_registry_with_the_configs_own(plugin,
 ])
 def test_config_errors_name_the_key(override, message):
     with pytest.raises(ConfigError, match="override") as error:
-        load_config(None, [override])
+        load_config(None, [override], check=registry.check_specialists)
     assert message in str(error.value)
 
 

@@ -28,11 +28,11 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from interceptor import LABEL_FAKE, LABEL_REAL
 from interceptor.data.frame_samples import frame_samples, samples_per_clip
 from interceptor.data.decoding import PSEUDO_FAKE, Augmenter, collate, decode_sample, pixel_batch, sample_label
-from interceptor.data.pseudo_fakes import PseudoFake
 from interceptor.data.shard_reading import tar_samples
 from interceptor.data.shard_sets import DataError, ShardSet
 from interceptor.distributed import STOP_SIGNALS
 from interceptor.inputs import InputKind, InputSpec, evaluation_rows
+from interceptor.pseudo_fakes import PseudoFake
 from interceptor.schema import DataConfig
 from interceptor.utils import M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, mallopt
 
@@ -141,7 +141,7 @@ class TrainStream(IterableDataset):
                  seed: int, epoch: int, rank: int, world: int, skip: dict[int, int] | None = None,
                  first_worker: int = 0, pseudo_fake: PseudoFake | None = None):
         """``pseudo_fake``: the specialist's pseudo-fake family
-        (:func:`~interceptor.data.pseudo_fakes.pseudo_fake_maker`), drawn for a ``data.pseudo_fakes`` share of
+        (:func:`~interceptor.models.registry.pseudo_fake_maker`), drawn for a ``data.pseudo_fakes`` share of
         the fakes (the batches carry the parameters, the device makes them); None draws none."""
         self.urls = sorted({u for s in shard_sets for u in s.urls})
         self.cfg, self.spec, self.seed, self.epoch, self.rank, self.world = cfg, spec, seed, epoch, rank, world

@@ -10,7 +10,7 @@ from interceptor.inputs import InputKind
 from interceptor.models.blocks import GRID, ConvBNAct, ConvBranch, FrameEncoder, SpecialistModule, temporal_stats
 from interceptor.models.filters import LogMelSpectrogram, luma
 from interceptor.models.registry import register_specialist
-from interceptor.data.pseudo_fakes import AUDIO_MISMATCH
+from interceptor.pseudo_fakes import AUDIO_MISMATCH
 from interceptor.schema import ModelConfig
 
 LIPS_IN_FACE_BOX = ((0.6, 1.0), (0.2, 0.8))  # rows and columns of the mouth region, as fractions of the face box

@@ -9,7 +9,7 @@ from interceptor.inputs import InputKind
 from interceptor.models.blocks import ConvBranch, SpecialistModule
 from interceptor.models.filters import GaussianBlur, Sobel, full_precision, luma
 from interceptor.models.registry import register_specialist
-from interceptor.data.pseudo_fakes import RELIGHTING
+from interceptor.pseudo_fakes import RELIGHTING
 from interceptor.schema import ModelConfig
 
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from interceptor.inputs import InputKind
 
 if TYPE_CHECKING:
-    from interceptor.data.pseudo_fakes import PseudoFake
+    from interceptor.pseudo_fakes import PseudoFake
 
 GRID = 7  # specialist outputs are pooled to GRID x GRID
 
@@ -82,7 +82,7 @@ class SpecialistModule(nn.Module):
     vote_weight: ClassVar[float]  # weight in the agent's fixed vote
     relative_cost: ClassVar[float]  # training step time relative to a frame specialist's
     widths: ClassVar[dict[str, int]]  # output channels of each branch, by signal name
-    pseudo_fake: ClassVar[PseudoFake | None]  # pseudo-fakes of the specialist's family (data/pseudo_fakes.py)
+    pseudo_fake: ClassVar[PseudoFake | None]  # pseudo-fakes of the specialist's family (interceptor/pseudo_fakes.py)
 
     def __init__(self, branches: dict[str, nn.Module]):
         super().__init__()

@@ -7,10 +7,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from interceptor.inputs import InputKind
+from interceptor.jpeg import LUMA_TABLE
 from interceptor.models.blocks import ConvBranch, SpecialistModule
-from interceptor.models.filters import JPEG_LUMA_TABLE, BlockDCT, full_precision, local_mean, luma, pad_to_multiple
+from interceptor.models.filters import BlockDCT, full_precision, local_mean, luma, pad_to_multiple
 from interceptor.models.registry import register_specialist
-from interceptor.data.pseudo_fakes import RECOMPRESSION
+from interceptor.pseudo_fakes import RECOMPRESSION
 from interceptor.schema import ModelConfig
 
 QUANT_SCALES = (1.0, 2.0, 3.0, 4.0, 6.0)  # multiples of the JPEG table tested for a quantisation lattice
@@ -54,7 +55,7 @@ class CompressionModule(SpecialistModule):
             "level": ConvBranch(64, widths["level"], kernel_size=1, hidden=32, stride=1),
         })
         self.dct = BlockDCT()
-        self.register_buffer("table", torch.tensor(JPEG_LUMA_TABLE, dtype=torch.float32).reshape(1, 64, 1, 1),
+        self.register_buffer("table", torch.tensor(LUMA_TABLE, dtype=torch.float32).reshape(1, 64, 1, 1),
                              persistent=False)
         self.register_buffer("scales", torch.tensor(QUANT_SCALES), persistent=False)
         self.register_buffer("bands", band_weights(), persistent=False)

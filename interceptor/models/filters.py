@@ -16,15 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from interceptor.jpeg import dct_matrix
+
 # ITU-R BT.601 (full range, as in JPEG): rows give Y, Cb, Cr from RGB in [0, 1].
 _YCBCR = ((0.299, 0.587, 0.114), (-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
-
-# The JPEG standard luminance quantisation table (ITU-T T.81, Annex K), in 0-255 pixel units.
-JPEG_LUMA_TABLE = (
-    (16, 11, 10, 16, 24, 40, 51, 61), (12, 12, 14, 19, 26, 58, 60, 55), (14, 13, 16, 24, 40, 57, 69, 56),
-    (14, 17, 22, 29, 51, 87, 80, 62), (18, 22, 37, 56, 68, 109, 103, 77), (24, 35, 55, 64, 81, 104, 113, 92),
-    (49, 64, 78, 87, 103, 121, 120, 101), (72, 92, 95, 98, 112, 100, 103, 99),
-)
 
 
 def full_precision(fn):
@@ -125,15 +120,6 @@ class Laplacian(FixedConv):
 class GaussianBlur(FixedConv):
     def __init__(self, sigma: float):
         super().__init__(gaussian_kernel(sigma))
-
-
-def dct_matrix(n: int = 8) -> Tensor:
-    """The orthonormal DCT-II matrix: row k is the k-th basis function."""
-    k = torch.arange(n, dtype=torch.float64)[:, None]
-    i = torch.arange(n, dtype=torch.float64)[None]
-    basis = torch.cos((2 * i + 1) * k * math.pi / (2 * n)) * math.sqrt(2 / n)
-    basis[0] /= math.sqrt(2)
-    return basis.float()
 
 
 class BlockDCT(nn.Module):

@@ -8,7 +8,7 @@ Adding a specialist is one file with one decorated class that declares its facts
         vote_weight = 1.0               # its weight in the agent's fixed vote (agent.fixed_weights overrides it)
         relative_cost = 1.0             # step time relative to a frame specialist's (the costliest start first)
         widths = {"edges": 8}           # output channels of each branch, by signal name
-        pseudo_fake = None              # its family's PseudoFake (data/pseudo_fakes.py), or None
+        pseudo_fake = None              # its family's PseudoFake (interceptor/pseudo_fakes.py), or None
 
         def __init__(self, config: ModelConfig): ...
 
@@ -18,15 +18,23 @@ fixed vote, the order of the parallel queue, the demo) reads this registry.
 
 The six built-in specialists are registered by importing ``interceptor.models``, followed by the modules of the
 ``interceptor.specialists`` entry-point group (an installed package's own specialists). A config's
-``specialist_modules`` (importable module names) are imported when the config loads
-(:func:`import_specialist_modules`). Nothing named by a model file or a shard is ever imported: an export of an
-unregistered specialist is an error.
+``specialist_modules`` (importable module names) are imported when the config is loaded with
+``check=check_specialists`` (:func:`check_specialists`: the command line, the launcher). Nothing named by a model
+file or a shard is ever imported: an export of an unregistered specialist is an error.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from interceptor.config import ConfigError
+from interceptor.inputs import InputKind
+from interceptor.pseudo_fakes import PseudoFake
+
+if TYPE_CHECKING:
+    from interceptor.schema import Config, DataConfig
 
 SPECIALISTS: dict[str, type] = {}
 ENTRY_POINT_GROUP = "interceptor.specialists"
@@ -34,8 +42,6 @@ ENTRY_POINT_GROUP = "interceptor.specialists"
 
 def _check_facts(cls: type) -> None:
     """Every fact a specialist must declare, with a usable value; errors name the class and the fact."""
-    from interceptor.inputs import InputKind
-
     where = f"specialist {cls.__module__}.{cls.__qualname__}"
     missing = [fact for fact in ("input_kind", "vote_weight", "relative_cost", "widths", "pseudo_fake")
                if not hasattr(cls, fact)]
@@ -54,10 +60,8 @@ def _check_facts(cls: type) -> None:
     if not isinstance(widths, Mapping) or not widths or not all(
             isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths.values()):
         raise ValueError(f"{where}: widths must map each branch name to a positive channel count, got {widths!r}")
-    from interceptor.data.pseudo_fakes import PseudoFake
-
     if cls.pseudo_fake is not None and not isinstance(cls.pseudo_fake, PseudoFake):
-        raise ValueError(f"{where}: pseudo_fake must be a PseudoFake family (interceptor/data/pseudo_fakes.py) or "
+        raise ValueError(f"{where}: pseudo_fake must be a PseudoFake family (interceptor/pseudo_fakes.py) or "
                          f"None, got {cls.pseudo_fake!r}")
 
 
@@ -102,6 +106,25 @@ def costliest_first(names: Iterable[str]) -> list[str]:
     return sorted(names, key=lambda name: -get_specialist(name).relative_cost)
 
 
+def pseudo_fake_maker(specialist: str) -> PseudoFake:
+    """The pseudo-fake family ``specialist`` declares (its ``pseudo_fake``); an unknown specialist, or one that
+    declares none, is an error naming ``data.pseudo_fakes``."""
+    try:
+        maker = get_specialist(specialist).pseudo_fake
+    except KeyError as err:
+        raise KeyError(f"data.pseudo_fakes: {err.args[0]}") from None
+    if maker is None:
+        raise KeyError(f"data.pseudo_fakes: specialist {specialist!r} declares no pseudo_fake maker; "
+                       "set data.pseudo_fakes=0 for it")
+    return maker
+
+
+def configured_pseudo_fakes(specialist: str, cfg: DataConfig) -> PseudoFake | None:
+    """The family that makes ``specialist``'s pseudo-fakes under ``cfg`` (:func:`pseudo_fake_maker`), or None
+    where ``data.pseudo_fakes`` is 0."""
+    return pseudo_fake_maker(specialist) if cfg.pseudo_fakes > 0 else None
+
+
 def load_entry_points() -> None:
     """Import the modules of the ``interceptor.specialists`` entry-point group (installed packages' specialists)."""
     from importlib.metadata import entry_points
@@ -116,9 +139,6 @@ def load_entry_points() -> None:
 def import_specialist_modules(modules: Iterable[str], source: str) -> None:
     """Import the modules a config lists in ``specialist_modules`` (registering their specialists); a module
     that cannot be imported, or a specialist it defines wrongly, is a ConfigError naming ``source``."""
-    import interceptor.models  # noqa: F401  the built-in specialists and the entry points, first
-    from interceptor.config import ConfigError
-
     for module in modules:
         try:
             importlib.import_module(module)
@@ -127,10 +147,16 @@ def import_specialist_modules(modules: Iterable[str], source: str) -> None:
                               "on PYTHONPATH or installed)") from None
 
 
+def check_specialists(cfg: Config, source: str) -> None:
+    """Import the config's ``specialist_modules`` (registering their specialists), then check that every
+    specialist the config names is registered: ``load_config``'s ``check`` for whatever uses the registry."""
+    import_specialist_modules(cfg.specialist_modules, source)
+    check_specialist_names(cfg.agent.fixed_weights, "agent.fixed_weights", source)
+    check_specialist_names(cfg.data.augment.preserve_pixels, "data.augment.preserve_pixels", source)
+
+
 def check_specialist_names(names: Iterable[str], key: str, source: str) -> None:
     """Every name in ``names`` is a registered specialist; otherwise a ConfigError naming ``key`` and ``source``."""
-    from interceptor.config import ConfigError
-
     unknown = [name for name in names if name.lower() not in SPECIALISTS]
     if unknown:
         raise ConfigError(f"{source}: {key}: unknown specialist(s) {', '.join(unknown)} "

@@ -10,7 +10,7 @@ from interceptor.inputs import InputKind
 from interceptor.models.blocks import ConvBranch, SpecialistModule
 from interceptor.models.filters import FixedConv, Laplacian, LaplacianPyramid, Sobel, full_precision, local_mean, luma
 from interceptor.models.registry import register_specialist
-from interceptor.data.pseudo_fakes import RESAMPLING
+from interceptor.pseudo_fakes import RESAMPLING
 from interceptor.schema import ModelConfig
 
 RESCALE_FACTORS = (1.5, 2.0, 3.0)  # the upscaling detector re-interpolates at these factors

@@ -10,7 +10,7 @@ from interceptor.inputs import InputKind
 from interceptor.models.blocks import ConvBranch, FrameEncoder, SpecialistModule, temporal_stats
 from interceptor.models.filters import GaussianBlur, full_precision, local_mean, luma
 from interceptor.models.registry import register_specialist
-from interceptor.data.pseudo_fakes import TEMPORAL_JITTER
+from interceptor.pseudo_fakes import TEMPORAL_JITTER
 from interceptor.schema import ModelConfig
 
 _EPS = 1 / 255

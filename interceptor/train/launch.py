@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from interceptor.config import ConfigError, load_config
-from interceptor.models.registry import SPECIALISTS
+from interceptor.models.registry import SPECIALISTS, check_specialists
 from interceptor.utils import atomic_write_json, setup_logging
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def train_specialist(args: argparse.Namespace, specialist: str) -> int:
     from interceptor.train.curriculum import plan_runs, record_plan, select_stages, validate_runs
 
     # Everything that can be checked without a process group is checked first: config errors come in seconds.
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides, check=check_specialists)
     stage_ids = [int(s) for s in args.stage.split(",")] if args.stage else None
     root = args.run_dir / specialist
     try:
@@ -183,7 +183,7 @@ def train_parallel(args: argparse.Namespace, specialists: list[str]) -> int:
     from interceptor.train.parallel import run_parallel
 
     shared, specific = split_overrides(args.overrides, specialists)
-    cfg = load_config(args.config, shared)
+    cfg = load_config(args.config, shared, check=check_specialists)
     under_torchrun = "LOCAL_WORLD_SIZE" in os.environ
     if under_torchrun:
         if int(os.environ.get("WORLD_SIZE", "1")) != int(os.environ["LOCAL_WORLD_SIZE"]):  # more than this node
@@ -209,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         # Loading the config imports its specialist_modules, so their specialists are known to --specialist.
-        load_config(args.config, [item for item in args.overrides if override_target(item) is None])
+        load_config(args.config, [item for item in args.overrides if override_target(item) is None],
+                    check=check_specialists)
         specialists = parse_specialists(args.specialist)
         if len(specialists) > 1:
             return train_parallel(args, specialists)

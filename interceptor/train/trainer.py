@@ -44,7 +44,7 @@ from interceptor.train.engine import PRECISION_DTYPES, build_engine, loss_scale,
 from interceptor.data.frame_samples import epoch_samples
 from interceptor.train.losses import build_loss, distillation_loss
 from interceptor.train.monitor import RunMonitor
-from interceptor.data.pseudo_fakes import configured_pseudo_fakes
+from interceptor.models.registry import configured_pseudo_fakes
 from interceptor.train.runlock import RunLock, RunLocked
 from interceptor.utils import atomic_write_json, git_commit
 

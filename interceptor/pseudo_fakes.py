@@ -7,15 +7,18 @@ training material for the artifact its module looks for. Nothing here knows how 
 made (the synthetic corpus's generator is never used): each family is a generic image operation with wide,
 randomised strength.
 
-A family is a :class:`PseudoFake` and works in two halves, as the rest of the augmentation does
-(``interceptor/inputs.py``): the loader only *draws* a sample's parameters from the sample's RNG (the face mask's
-ellipse and softness, the family's strengths), and the batch carries them (``pseudo_fake``, ``pseudo``); the
-device *applies* them to the whole batch's pseudo-fakes in :func:`~interceptor.inputs.model_inputs`, before the
-resized crop, jitter and flip. At 380 px the image operations (filters, JPEG, resampling, warps) cost 1-3
-PNG decodes a frame on a loader core, where a GPU does them in microseconds. Audio (AV's family) is altered in
-the loader: it is small. A resumed run draws the same parameters, so it makes the same pseudo-fakes. Where the
-loader itself changes the frames (crops of another size than the model's, ``augment.resample_prob``,
-``augment.recompress_prob``), the pseudo-fake is made on the frames it delivers, after those changes.
+A family is a fact of its specialist: the specialist's file declares it (``pseudo_fake = RECOMPRESSION``), the
+registry reads it (:func:`~interceptor.models.registry.pseudo_fake_maker`), and the data path draws and applies it,
+so this module sits below the models and imports none of them. A family is a :class:`PseudoFake` and works in two
+halves, as the rest of the augmentation does (``interceptor/inputs.py``): the loader only *draws* a sample's
+parameters from the sample's RNG (the face mask's ellipse and softness, the family's strengths), and the batch
+carries them (``pseudo_fake``, ``pseudo``); the device *applies* them to the whole batch's pseudo-fakes in
+:func:`~interceptor.inputs.model_inputs`, before the resized crop, jitter and flip. At 380 px the image operations
+(filters, JPEG, resampling, warps) cost 1-3 PNG decodes a frame on a loader core, where a GPU does them in
+microseconds. Audio (AV's family) is altered in the loader: it is small. A resumed run draws the same parameters, so
+it makes the same pseudo-fakes. Where the loader itself changes the frames (crops of another size than the model's,
+``augment.resample_prob``, ``augment.recompress_prob``), the pseudo-fake is made on the frames it delivers, after
+those changes.
 
 Pixels on the device are float (N, T, 3, H, W) in [0, 1]; the operations work on 0-255 levels, as the image
 codecs and filters they stand for.
@@ -24,15 +27,13 @@ codecs and filters they stand for.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from interceptor.schema import DataConfig
+from interceptor.jpeg import CHROMA_TABLE, LUMA_TABLE, dct_matrix
 
 MASK_MIN_SIDE = 96  # px: the face mask is drawn and blurred at about this side, then enlarged (it is smooth)
 MASK_PARAMS = 6  # centre y, x and radii y, x (fractions of the frame's height and width), angle (degrees), softness
@@ -215,25 +216,16 @@ def _resized(levels: Tensor, size: tuple[int, int], mode: str) -> Tensor:
     return F.interpolate(levels, size=size, mode=mode, **extra).round().clamp(0, 255)
 
 
-# JPEG's example quantization tables (ITU-T T.81, Annex K), as libjpeg scales them by quality.
-_LUMA_TABLE = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-               14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-               49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
-_CHROMA_TABLE = [17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
-                 47, 66, 99, 99, 99, 99, 99, 99] + [99] * 32
-
-
-def quantization_table(base: list[int], quality: int) -> Tensor:
-    """libjpeg's table for ``quality`` (1-100): the example table scaled by 5000 / q below 50, 200 - 2 q above."""
+def quantization_table(base: tuple[tuple[int, ...], ...], quality: int) -> Tensor:
+    """libjpeg's (8, 8) table for ``quality`` (1-100): the example table ``base`` (:mod:`interceptor.jpeg`) scaled
+    by 5000 / q below 50, 200 - 2 q above."""
     quality = min(max(quality, 1), 100)
     scale = 5000 / quality if quality < 50 else 200 - 2 * quality
-    return ((torch.tensor(base, dtype=torch.float32) * scale + 50) // 100).clamp(1, 255).view(8, 8)
+    return ((torch.tensor(base, dtype=torch.float32) * scale + 50) // 100).clamp(1, 255)
 
 
 def _quantized(planes: Tensor, table: Tensor) -> Tensor:
     """(N, C, H, W) level planes (H, W multiples of 8) through JPEG's 8x8 DCT, quantization and inverse DCT."""
-    from interceptor.models.filters import dct_matrix  # here: the models package imports this module
-
     n, c, h, w = planes.shape
     dct = dct_matrix().to(planes.device)  # orthonormal DCT-II: JPEG's 8x8 transform
     blocks = (planes - 128).reshape(n, c, h // 8, 8, w // 8, 8).transpose(3, 4)
@@ -252,8 +244,8 @@ def jpeg_round_trip(rgb: Tensor, quality: int) -> Tensor:
     y = 0.299 * r + 0.587 * g + 0.114 * b
     cb = -0.168736 * r - 0.331264 * g + 0.5 * b + 128
     cr = 0.5 * r - 0.418688 * g - 0.081312 * b + 128
-    luma = _quantized(y[:, None], quantization_table(_LUMA_TABLE, quality))
-    chroma = _quantized(F.avg_pool2d(torch.stack([cb, cr], 1), 2), quantization_table(_CHROMA_TABLE, quality))
+    luma = _quantized(y[:, None], quantization_table(LUMA_TABLE, quality))
+    chroma = _quantized(F.avg_pool2d(torch.stack([cb, cr], 1), 2), quantization_table(CHROMA_TABLE, quality))
     chroma = F.interpolate(chroma, scale_factor=2, mode="bilinear", align_corners=False) - 128
     y, cb, cr = luma[:, 0], chroma[:, 0], chroma[:, 1]
     out = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1)
@@ -335,27 +327,6 @@ def apply_pseudo_fakes(pixels: Tensor, flags: Tensor, params: Tensor, family: Ps
     altered = family.apply(clips[index].float() * 255, params[rows].float()).round_() / 255
     out = clips.index_copy(0, index, altered.to(clips.dtype))
     return out if pixels.dim() == 5 else out[:, 0]
-
-
-def configured_pseudo_fakes(specialist: str, cfg: DataConfig) -> PseudoFake | None:
-    """The family that makes ``specialist``'s pseudo-fakes under ``cfg`` (:func:`pseudo_fake_maker`), or None
-    where ``data.pseudo_fakes`` is 0."""
-    return pseudo_fake_maker(specialist) if cfg.pseudo_fakes > 0 else None
-
-
-def pseudo_fake_maker(specialist: str) -> PseudoFake:
-    """The pseudo-fake family ``specialist`` declares (its ``pseudo_fake``); an unknown specialist, or one that
-    declares none, is an error naming ``data.pseudo_fakes``."""
-    from interceptor.models import get_specialist
-
-    try:
-        maker = get_specialist(specialist).pseudo_fake
-    except KeyError as err:
-        raise KeyError(f"data.pseudo_fakes: {err.args[0]}") from None
-    if maker is None:
-        raise KeyError(f"data.pseudo_fakes: specialist {specialist!r} declares no pseudo_fake maker; "
-                       "set data.pseudo_fakes=0 for it")
-    return maker
 
 
 EXPOSURE, RELIGHTING, RECOMPRESSION = Exposure(), Relighting(), Recompression()
