@@ -46,7 +46,7 @@ def shards(tmp_path_factory) -> Path:
 
 def config(tmp_path: Path, stages: list[dict] = STAGES):
     curriculum = write_curriculum(tmp_path / "curriculum.yaml", stages, eval_sets=["ffpp/val"])
-    return load_config(REPO / "interceptor" / "configs" / "demo.yaml", [f"curriculum={curriculum}"])
+    return load_config(REPO / "configs" / "demo.yaml", [f"curriculum={curriculum}"])
 
 
 def test_the_chain_passes_over_runs_without_samples_and_students_leave_it(tmp_path, shards):
