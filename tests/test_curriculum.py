@@ -68,8 +68,8 @@ def test_whole_curriculum_runs_every_stage_and_chunk_in_order(tmp_path, shards_r
 
 def test_a_stage_trains_with_its_own_shards_alone_resumes_and_the_next_stage_continues_it(tmp_path, shards_root):
     """A user with FF++ alone trains --stage 1 of a curriculum that goes on to Celeb-DF and DFDC: it trains, is
-    preempted and resumes from its checkpoint; once Celeb-DF's shards are there, --stage 2 extends the plan and
-    starts from the stage-1 model."""
+    preempted and resumes from its checkpoint; once Celeb-DF's shards are there, --stage 2 extends the plan, starts
+    from the stage-1 model and adds Celeb-DF to stage 1's cross-dataset row."""
     shards = tmp_path / "shards"
     shards.mkdir()
     (shards / "ffpp").symlink_to(shards_root / "ffpp", target_is_directory=True)
@@ -101,6 +101,7 @@ def test_a_stage_trains_with_its_own_shards_alone_resumes_and_the_next_stage_con
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((root / "stage1-ffpp" / "done.json").read_text())["resumed_from"] == tag
     assert [r["name"] for r in json.loads((root / "plan.json").read_text())["runs"]] == ["stage 1 (ffpp)"]
+    assert list(json.loads((root / "cross_dataset.json").read_text())["rows"]["stage 1"]) == ["ffpp/test"]
 
     (shards / "celebdf").symlink_to(shards_root / "celebdf", target_is_directory=True)
     second = torchrun(["--stage", "2", *common], timeout=600, log=tmp_path / "stage2.log")
@@ -109,9 +110,9 @@ def test_a_stage_trains_with_its_own_shards_alone_resumes_and_the_next_stage_con
                                                                                                 / "best")
     assert [r["name"] for r in json.loads((root / "plan.json").read_text())["runs"]] == ["stage 1 (ffpp)",
                                                                                          "stage 2 (celebdf)"]
-    matrix = json.loads((root / "cross_dataset.json").read_text())  # each row on the splits there at the time
+    matrix = json.loads((root / "cross_dataset.json").read_text())  # stage 1's row completed on Celeb-DF
     assert {stage: list(row) for stage, row in matrix["rows"].items()} == {
-        "stage 1": ["ffpp/test"], "stage 2": ["ffpp/test", "celebdf/test"]}
+        "stage 1": ["ffpp/test", "celebdf/test"], "stage 2": ["ffpp/test", "celebdf/test"]}
 
 
 # ------------------------------------------------------------------------------------------------ preemption
