@@ -111,6 +111,7 @@ def plan_runs(cfg: Config, specialist: str, run_root: Path, shards_root: Path, s
     unplanned: StageConfig | None = None  # a stage since that chain's model that may train but is not planned yet
 
     def chain_model(needed_by: str) -> Path | None:
+        """The chain's model, which ``needed_by`` follows; unknown (an error) past a stage not planned yet."""
         if unplanned is not None:
             raise ConfigError(f"{needed_by} follows the model of stage {unplanned.id} ({unplanned.name}), which "
                               f"{run_root / PLAN} does not cover yet: train stage {unplanned.id} first (--stage "
