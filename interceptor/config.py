@@ -2,9 +2,10 @@
 
     cfg = load_config("demo", ["train.lr=3e-4", "data.batch_size=16"])
 
-The configs the library ships live in ``interceptor/configs/`` (package data): ``demo.yaml`` (the default),
-``default.yaml`` (production), the curricula and ``deepspeed/default.json``. A bare name (``demo``, ``default``)
-names a packaged config; anything else is a path.
+The configs the library ships live in the checkout's top-level ``configs/``, which an installed package holds as
+``interceptor/configs/`` (package data, mapped there by ``setup.py``): ``demo.yaml`` (the default), ``default.yaml``
+(production), the curricula and ``deepspeed/default.json``. A bare name (``demo``, ``default``) names a packaged
+config; anything else is a path.
 
 Every key is checked against the dataclass schema: an unknown key is an error naming the key and the file, a
 value of the wrong type is an error naming the key, the expected type and the value. The schema (plain
@@ -24,7 +25,10 @@ from typing import Any, Callable, Literal, Union
 import yaml
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-CONFIG_DIR = PACKAGE_DIR / "configs"
+# The packaged configs: interceptor/configs/ in an installed wheel, else the top-level configs/ of the checkout that
+# interceptor/ was imported from (an editable install or PYTHONPATH).
+CONFIG_DIR = next((d for d in (PACKAGE_DIR / "configs", PACKAGE_DIR.parent / "configs") if d.is_dir()),
+                  PACKAGE_DIR / "configs")
 DEFAULT_CONFIG = "demo"
 
 
@@ -73,13 +77,14 @@ def read_yaml(path: str | os.PathLike) -> dict:
 
 
 def resolve_path(path: str | os.PathLike) -> Path:
-    """A path from a config: absolute, relative to the working directory, or else to the installed package
-    (``configs/curriculum.yaml`` names the packaged curriculum wherever the package is installed)."""
+    """A path from a config: absolute, relative to the working directory, or else to the folder holding the
+    packaged ``configs/`` (``configs/curriculum.yaml`` names the packaged curriculum from any directory, in a
+    checkout or an installed package)."""
     path = Path(path)
     if path.is_absolute() or path.exists():
         return path
-    in_package = PACKAGE_DIR / path
-    return in_package if in_package.exists() else path
+    packaged = CONFIG_DIR.parent / path
+    return packaged if packaged.exists() else path
 
 
 def config_file(config: str | os.PathLike) -> Path:

@@ -1,7 +1,7 @@
 """The configuration schema: one dataclass per section, assembled into :class:`Config`.
 
 Defaults are the production values (EfficientNet-B4, 380 px crops); the packaged ``demo`` config
-(``interceptor/configs/demo.yaml``) scales them down for the synthetic corpus on a CPU. Every key documented here can be set in YAML or overridden on the command line
+(``configs/demo.yaml``) scales them down for the synthetic corpus on a CPU. Every key documented here can be set in YAML or overridden on the command line
 as ``section.key=value``.
 """
 

@@ -2,6 +2,7 @@
 # Train one specialist through the whole curriculum on Slurm: multi-node, resumable, requeued on preemption.
 #
 #   sbatch slurm/curriculum.sh tm [KEY=VALUE ...]        # or: SPECIALIST=tm sbatch slurm/curriculum.sh
+#   sbatch slurm/curriculum.sh tm --stage 1              # one stage, from its own dataset's shards alone
 #
 # srun starts one torchrun per node; torchrun rendezvous (c10d) on the first host of the allocation.
 # Preemption: Slurm sends SIGUSR1 to this batch shell 180 s before the end (--signal=B:USR1@180) or SIGTERM

@@ -32,7 +32,7 @@ def test_production_config_is_the_full_model_on_gpus():
 
 def test_the_demo_curriculum_is_the_real_one_with_fewer_epochs(demo_config):
     """Same stages, datasets, losses and chunk order; fewer epochs; learning rates that fall from stage to stage
-    as the real ones do, the later stages' kept higher for a backbone trained from scratch (interceptor/configs/demo_curriculum.yaml)."""
+    as the real ones do, the later stages' kept higher for a backbone trained from scratch (configs/demo_curriculum.yaml)."""
     from interceptor.train.curriculum import load_curriculum
 
     demo = load_curriculum(demo_config).stages
@@ -62,6 +62,17 @@ def test_packaged_configs_and_the_files_they_name_resolve_from_any_directory(tmp
     assert load_config(None).model.backbone == load_config("demo").model.backbone == "test_efficientnet"
     (tmp_path / "mine.yaml").write_text("train:\n  lr: 0.5\n")
     assert load_config("mine.yaml").train.lr == 0.5
+
+
+def test_a_checkout_reads_its_top_level_configs_by_name_and_by_path(monkeypatch):
+    """In a checkout the packaged configs are the top-level ``configs/`` folder (the only copy): ``--config demo``
+    and ``--config configs/demo.yaml`` from the checkout's root are the same file."""
+    from interceptor.config import CONFIG_DIR, resolve_path
+
+    assert CONFIG_DIR == REPO / "configs" and not (REPO / "interceptor" / "configs").exists()
+    monkeypatch.chdir(REPO)
+    assert to_dict(load_config("configs/demo.yaml")) == to_dict(load_config("demo"))
+    assert resolve_path(load_config("demo").curriculum).resolve() == REPO / "configs" / "demo_curriculum.yaml"
 
 
 def test_an_unknown_packaged_config_name_lists_the_packaged_ones(tmp_path, capsys):

@@ -25,8 +25,8 @@ def test_whole_curriculum_runs_every_stage_and_chunk_in_order(tmp_path, shards_r
                       timeout=900, log=tmp_path / "train.log")
     assert result.returncode == 0, result.stderr[-3000:]
     root = tmp_path / "av"
-    # The plan holds every stage (5, distillation, too); the runs of stages 1, 2 and 4 finished in its order.
-    planned = [r for r in json.loads((root / "plan.json").read_text())["runs"] if r["stage_id"] in (1, 2, 4)]
+    # The plan holds the stages trained (not 5, distillation); their runs finished in its order.
+    planned = json.loads((root / "plan.json").read_text())["runs"]
     assert [r["name"] for r in planned] == ["stage 1 (ffpp)", "stage 2 (celebdf)",
                                             *[f"stage 4 chunk {c:02d}" for c in CHUNK_ORDER]]
     finished = [(root / r["run_dir"] / "done.json").stat().st_mtime_ns for r in planned]
@@ -64,6 +64,55 @@ def test_whole_curriculum_runs_every_stage_and_chunk_in_order(tmp_path, shards_r
     assert len(re.findall(r"^\| stage \d", (root / "cross_dataset.md").read_text(), re.M)) == 3
     stage1, stage4 = matrix["rows"]["stage 1"], matrix["rows"]["stage 4"]
     assert stage4["dfdc/chunk-*/test"]["video_mean_auc"] > stage1["dfdc/chunk-*/test"]["video_mean_auc"], matrix["rows"]
+
+
+def test_a_stage_trains_with_its_own_shards_alone_resumes_and_the_next_stage_continues_it(tmp_path, shards_root):
+    """A user with FF++ alone trains --stage 1 of a curriculum that goes on to Celeb-DF and DFDC: it trains, is
+    preempted and resumes from its checkpoint; once Celeb-DF's shards are there, --stage 2 extends the plan, starts
+    from the stage-1 model and adds Celeb-DF to stage 1's cross-dataset row."""
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "ffpp").symlink_to(shards_root / "ffpp", target_is_directory=True)
+    curriculum = write_curriculum(tmp_path / "curriculum.yaml", [
+        {"id": 1, "name": "ffpp", "train": ["ffpp/train"], "val": ["ffpp/val"], "epochs": 1, "lr": 1e-3,
+         "init": "none"},
+        {"id": 2, "name": "celebdf", "train": ["celebdf/train"], "val": ["celebdf/val"], "epochs": 1, "lr": 1e-4,
+         "overrides": ["data.steps_per_epoch=2"]},
+        {"id": 4, "name": "dfdc", "train": ["dfdc/chunk-{chunk}/train"], "val": ["dfdc/chunk-*/val"], "epochs": 1,
+         "lr": 1e-4, "chunks": [9, 8]}], eval_sets=["ffpp/test", "celebdf/test"])
+    root = tmp_path / "runs" / "ll"
+    common = ["--specialist", "ll", "--shards", shards, "--run-dir", tmp_path / "runs", f"curriculum={curriculum}",
+              "data.batch_size=4", "data.steps_per_epoch=24", "train.checkpoint_every=2"]
+    process = subprocess.Popen(torchrun_command(["--stage", "1", *common]), cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    workers = worker_processes(process, 2)
+    latest = root / "stage1-ffpp" / "checkpoints" / "latest"
+    deadline = time.time() + 300
+    while not latest.is_file():
+        assert time.time() < deadline and process.poll() is None, "stage 1 never reached its first checkpoint"
+        time.sleep(0.1)
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert "exitcode: 75" in output, output[-3000:]
+    tag = latest.read_text().strip()
+
+    resumed = torchrun(["--stage", "1", *common], timeout=600, log=tmp_path / "resumed.log")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((root / "stage1-ffpp" / "done.json").read_text())["resumed_from"] == tag
+    assert [r["name"] for r in json.loads((root / "plan.json").read_text())["runs"]] == ["stage 1 (ffpp)"]
+    assert list(json.loads((root / "cross_dataset.json").read_text())["rows"]["stage 1"]) == ["ffpp/test"]
+
+    (shards / "celebdf").symlink_to(shards_root / "celebdf", target_is_directory=True)
+    second = torchrun(["--stage", "2", *common], timeout=600, log=tmp_path / "stage2.log")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert json.loads((root / "stage2-celebdf" / "run.json").read_text())["init_from"] == str(root / "stage1-ffpp"
+                                                                                                / "best")
+    assert [r["name"] for r in json.loads((root / "plan.json").read_text())["runs"]] == ["stage 1 (ffpp)",
+                                                                                         "stage 2 (celebdf)"]
+    matrix = json.loads((root / "cross_dataset.json").read_text())  # stage 1's row completed on Celeb-DF
+    assert {stage: list(row) for stage, row in matrix["rows"].items()} == {
+        "stage 1": ["ffpp/test", "celebdf/test"], "stage 2": ["ffpp/test", "celebdf/test"]}
 
 
 # ------------------------------------------------------------------------------------------------ preemption

@@ -12,7 +12,7 @@ from interceptor.config import ConfigError, load_config
 from interceptor.export import collect_models
 from interceptor.models.export import DESCRIPTION, WEIGHTS
 from interceptor.models_dir import CROSS_DATASET, model_dirs
-from interceptor.train.curriculum import PLAN, plan_runs, read_plan, record_plan, select_stages
+from interceptor.train.curriculum import PLAN, plan_runs, read_plan, record_plan, recorded_runs, select_stages
 
 from conftest import REPO
 from training import write_curriculum, write_manifest
@@ -44,9 +44,19 @@ def shards(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def ffpp_shards(tmp_path_factory) -> Path:
+    """FF++'s shard sets alone: what a user has before building the other datasets."""
+    root = tmp_path_factory.mktemp("ffpp_shards")
+    for name, samples in SAMPLES.items():
+        if name.startswith("ffpp/"):
+            write_shard_set(root / name, samples)
+    return root
+
+
 def config(tmp_path: Path, stages: list[dict] = STAGES):
     curriculum = write_curriculum(tmp_path / "curriculum.yaml", stages, eval_sets=["ffpp/val"])
-    return load_config(REPO / "interceptor" / "configs" / "demo.yaml", [f"curriculum={curriculum}"])
+    return load_config(REPO / "configs" / "demo.yaml", [f"curriculum={curriculum}"])
 
 
 def test_the_chain_passes_over_runs_without_samples_and_students_leave_it(tmp_path, shards):
@@ -79,9 +89,9 @@ def test_later_chunks_of_a_distilled_stage_continue_the_student_not_the_teacher(
 def test_stage_selection_names_unknown_stages(tmp_path, shards):
     cfg = config(tmp_path)
     runs = plan_runs(cfg, "cm", tmp_path / "cm", shards)
-    assert [run.stage_id for run, _ in select_stages(runs, [2], cfg)] == [2, 2, 2]
-    with pytest.raises(ConfigError, match="no stage 4"):
-        select_stages(runs, [4], cfg)
+    assert [run.stage_id for run, _ in select_stages(runs, [2])] == [2, 2, 2]
+    with pytest.raises(ConfigError, match=r"no stage 4 \(stages: 1, 2, 3\)"):
+        plan_runs(cfg, "cm", tmp_path / "cm", shards, [4])
 
 
 def test_a_distillation_stage_without_a_model_before_it_is_an_error(tmp_path, shards):
@@ -115,6 +125,85 @@ def test_a_changed_curriculum_against_a_recorded_plan_is_an_error_naming_the_cha
     with pytest.raises(ConfigError, match=r"plan\.json records another plan.*stages\[1\]\.epochs: 1 -> 3"):
         record_plan(edited, [run for run, _ in plan_runs(edited, "cm", root, shards)], root, write=True)
     assert (root / PLAN).read_text() == recorded
+
+
+def plan_stages(cfg, root: Path, shards: Path, stage_ids: list[int] | None) -> list:
+    """What a training call with ``--stage`` does before it trains: extend the recorded plan with its stages."""
+    plan = [run for run, _ in plan_runs(cfg, "cm", root, shards, stage_ids, recorded_runs(cfg, root))]
+    record_plan(cfg, plan, root, write=True)
+    return plan
+
+
+def test_one_stage_plans_from_its_own_shards_and_later_stages_extend_the_plan(tmp_path, shards, ffpp_shards):
+    """--stage 1 with FF++'s shards alone; --stage 2 later, with DFDC's alone, starts from the recorded stage-1
+    model; the distillation stage last, with all of them. Each call keeps the runs recorded before as they were."""
+    cfg, root = config(tmp_path), tmp_path / "cm"
+    stage1, = plan_stages(cfg, root, ffpp_shards, [1])
+    recorded = json.loads((root / PLAN).read_text())
+    assert [run["name"] for run in recorded["runs"]] == ["stage 1 (ffpp)"] and read_plan(root) == [stage1]
+
+    dfdc_only = tmp_path / "dfdc_shards"
+    dfdc_only.mkdir()
+    (dfdc_only / "dfdc").symlink_to(shards / "dfdc", target_is_directory=True)
+    plan = plan_stages(cfg, root, dfdc_only, [2])
+    assert [run.name for run in plan] == ["stage 1 (ffpp)", "stage 2 chunk 03", "stage 2 chunk 01", "stage 2 chunk 02"]
+    assert plan[0] == stage1 and plan[1].init_from == stage1.best
+    extended = json.loads((root / PLAN).read_text())
+    assert extended["runs"][0] == recorded["runs"][0]  # kept as it was recorded
+
+    full = plan_stages(cfg, root, shards, [3])
+    assert read_plan(root) == full == [run for run, _ in plan_runs(cfg, "cm", tmp_path / "cm", shards)]
+    assert full[-2].teacher == plan[-1].best
+
+
+def test_later_calls_may_cover_the_stages_in_any_order_and_the_plan_keeps_the_curriculum_order(tmp_path, shards):
+    cfg, root = config(tmp_path, [{**STAGES[1], "init": "none"}, STAGES[0]]), tmp_path / "cm"
+    plan_stages(cfg, root, shards, [1])  # the second stage first
+    plan_stages(cfg, root, shards, [2])
+    assert [run.stage_id for run in read_plan(root)] == [2, 2, 2, 1]
+    assert plan_stages(cfg, root, shards, None) == read_plan(root)  # every stage: the same plan, unchanged
+
+
+def test_a_stage_that_needs_the_model_of_a_stage_not_planned_yet_says_which_to_train_first(tmp_path, shards):
+    root = tmp_path / "cm"
+    with pytest.raises(ConfigError, match=r"stage 2 chunk 03 follows the model of stage 1 \(ffpp\), which "
+                                          rf"{root / PLAN} does not cover yet: train stage 1 first \(--stage 1\), "
+                                          r"or with it \(--stage 1,2\)"):
+        plan_stages(config(tmp_path), root, shards, [2])
+    assert not root.exists()
+    plan_stages(config(tmp_path), root, shards, [1, 2])  # together: fine
+
+
+def test_a_recorded_stage_trained_again_from_changed_shards_is_an_error_naming_the_run(tmp_path, shards):
+    cfg, root = config(tmp_path), tmp_path / "cm"
+    plan_stages(cfg, root, shards, [1, 2])
+    recorded = (root / PLAN).read_text()
+    changed = tmp_path / "changed"
+    for name, samples in {**SAMPLES, "dfdc/chunk-01/train": 4}.items():
+        write_shard_set(changed / name, samples)
+    plan_stages(cfg, root, changed, [3])  # stage 2 not trained again: its recorded runs stand
+    with pytest.raises(ConfigError, match=r"records another plan.*runs\.stage 2 chunk 01\.trains: False -> True"):
+        plan_stages(cfg, root, changed, [2])
+    assert [run["name"] for run in json.loads((root / PLAN).read_text())["runs"]][:4] == [
+        run["name"] for run in json.loads(recorded)["runs"]]
+
+
+def test_a_changed_curriculum_stops_a_later_stage_before_it_plans(tmp_path, shards):
+    root = tmp_path / "cm"
+    plan_stages(config(tmp_path), root, shards, [1])
+    recorded = (root / PLAN).read_text()
+    edited = config(tmp_path, [{**STAGES[0], "lr": 1e-2}, *STAGES[1:]])
+    with pytest.raises(ConfigError, match=r"plan\.json records another plan.*stages\[0\]\.lr: 0\.001 -> 0\.01"):
+        plan_stages(edited, root, shards, [2])
+    assert (root / PLAN).read_text() == recorded
+
+
+def test_recording_a_plan_never_drops_a_run_the_file_holds(tmp_path, shards):
+    """Two calls extending one plan: the one that records last keeps the other's stages."""
+    cfg, root = config(tmp_path), tmp_path / "cm"
+    full = plan_stages(cfg, root, shards, [1, 2, 3])
+    record_plan(cfg, full[:1], root, write=True)
+    assert read_plan(root) == full
 
 
 def test_no_plan_is_an_error_naming_the_file(tmp_path):

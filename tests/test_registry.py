@@ -203,7 +203,7 @@ def test_a_seventh_specialist_is_trained_exported_evaluated_and_voted(tmp_path, 
     curriculum = write_curriculum(tmp_path / "curriculum.yaml", [{"id": 1, "name": "ffpp", "train": ["ffpp/train"],
                                                                   "val": ["ffpp/val"], "epochs": 1, "lr": 1e-3,
                                                                   "init": "none"}])
-    config = yaml.safe_load((REPO / "interceptor" / "configs" / "demo.yaml").read_text())
+    config = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
     config.update(specialist_modules=[PLUGIN], curriculum=str(curriculum))
     config["agent"] = {"fit_sets": ["ffpp/val"]}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))

@@ -22,7 +22,7 @@ from conftest import REPO
 
 pytestmark = pytest.mark.slow
 
-BUILD_INPUTS = ("pyproject.toml", "setup.cfg", "README.md")  # with interceptor/: what setup.cfg reads
+BUILD_INPUTS = ("pyproject.toml", "setup.cfg", "setup.py", "README.md")  # with interceptor/, configs/: the build's inputs
 
 TINY_CURRICULUM = """\
 stages:
@@ -47,7 +47,8 @@ def venv(tmp_path_factory) -> Path:
     build/ folder) and the running interpreter's dependencies."""
     tmp = tmp_path_factory.mktemp("wheel")
     source = tmp / "source"
-    shutil.copytree(REPO / "interceptor", source / "interceptor", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("interceptor", "configs"):
+        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     for name in BUILD_INPUTS:
         shutil.copy(REPO / name, source / name)
     check([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp / "dist",

@@ -2,7 +2,8 @@
 
 Rows are stages, columns are the shard sets named by ``eval_sets`` in the curriculum file (globs such as
 ``dfdc/chunk-*/test`` make one column). Saved as ``cross_dataset.json`` and ``cross_dataset.md`` in the
-specialist's run root.
+specialist's run root. A row gets the splits built after its stage trained (a specialist trained a dataset at a
+time) when a later training call updates it.
 """
 
 from __future__ import annotations
@@ -31,28 +32,35 @@ CELL_METRICS = ("video_mean_auc", "video_mean_log_loss", "video_mean_eer", "vide
 
 def update_cross_dataset(cfg: Config, stage_id: int, model_dir: Path, shards_root: Path, root: Path,
                          dist: DistInfo) -> dict:
-    """Evaluate the model a stage ended with (``model_dir``) on every eval set and add its row (collective)."""
+    """Evaluate the model a stage ended with (``model_dir``) on every available eval set its row lacks, and record
+    the row (collective)."""
     path = root / CROSS_DATASET
     matrix = json.loads(path.read_text()) if path.is_file() else {"columns": [], "rows": {}}
     row_name = f"stage {stage_id}"
-    if row_name in matrix["rows"]:
-        return matrix
-    model = load_model(model_dir, map_location="cpu").to(dist.device)
-    spec = InputSpec.of(model)
-    row = {}
-    for pattern in load_curriculum(cfg).eval_sets:
+    eval_sets = load_curriculum(cfg).eval_sets
+    row = matrix["rows"].get(row_name, {})
+    missing = {}
+    for pattern in eval_sets:
+        if pattern in row:
+            continue
         try:
-            sets = resolve_shard_sets(shards_root, [pattern], "cross-dataset evaluation")
+            missing[pattern] = resolve_shard_sets(shards_root, [pattern], "cross-dataset evaluation")
         except DataError:
             continue  # that dataset was not built: every *available* split is evaluated
-        metrics = predict_clips(model, sets, cfg.data, spec, dist).metrics(
-            cfg.train.threshold, cfg.train.confident_min_clips, cfg.eval.face_aggregation)
-        row[pattern] = {k: metrics[k] for k in CELL_METRICS}
-    del model
-    if dist.device.type == "cuda":
-        torch.cuda.empty_cache()
-    matrix["rows"][row_name] = row
-    matrix["columns"] += [c for c in row if c not in matrix["columns"]]
+    if row_name in matrix["rows"] and not missing:
+        return matrix
+    if missing:
+        model = load_model(model_dir, map_location="cpu").to(dist.device)
+        spec = InputSpec.of(model)
+        for pattern, sets in missing.items():
+            metrics = predict_clips(model, sets, cfg.data, spec, dist).metrics(
+                cfg.train.threshold, cfg.train.confident_min_clips, cfg.eval.face_aggregation)
+            row[pattern] = {k: metrics[k] for k in CELL_METRICS}
+        del model
+        if dist.device.type == "cuda":
+            torch.cuda.empty_cache()
+    matrix["rows"][row_name] = {pattern: row[pattern] for pattern in eval_sets if pattern in row}
+    matrix["columns"] = [c for c in eval_sets if c in matrix["columns"] or c in row]
     if dist.is_main:
         atomic_write_json(path, matrix)
         atomic_write_text(root / "cross_dataset.md", matrix_markdown(matrix))

@@ -5,9 +5,12 @@ specialist's run root: ``stage1-ffpp/``, ``stage2-celebdf/``, ``stage4-dfdc/chun
 the best model of the run before it (``init: previous``), so the chain is FF++ -> Celeb-DF -> DFDC chunk by
 chunk, in the configured chunk order.
 
-The plan is recorded once, in ``RUN/<spec>/plan.json`` (:func:`record_plan`), and read back by export
+The plan is recorded in ``RUN/<spec>/plan.json`` (:func:`record_plan`) and read back by export
 (:func:`read_plan`): editing the curriculum after training does not change what was trained or what is exported,
-and training the same run root with another plan is an error listing the differences.
+and training the same run root with another plan is an error listing the differences. It covers the stages trained
+so far: ``--stage 1`` plans stage 1 alone, from FF++'s shards alone, and a later ``--stage 2`` extends the plan
+with stage 2's runs, which start from the recorded stage-1 model. Recorded runs are never replanned from the
+shards of stages a call does not train, nor rewritten.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from interceptor.models.export import WEIGHTS
 from interceptor.schema import Config, CurriculumConfig, StageConfig
 from interceptor.utils import atomic_write_json, read_json
 
-PLAN = "plan.json"  # RUN/<spec>/plan.json: the runs, their chain of models and their best folders, written once
+PLAN = "plan.json"  # RUN/<spec>/plan.json: the runs planned so far, their chain of models and their best folders
 PLAN_FORMAT = 1
 
 
@@ -85,22 +88,47 @@ def stage_dir(stage: StageConfig) -> str:
     return f"stage{stage.id}-{stage.name}"
 
 
-def plan_runs(cfg: Config, specialist: str, run_root: Path, shards_root: Path) -> list[tuple[StageRun, Config]]:
-    """Every run of the curriculum in order, each with its config, and the chain of models between them.
+def plan_runs(cfg: Config, specialist: str, run_root: Path, shards_root: Path, stage_ids: list[int] | None = None,
+              recorded: list[StageRun] = ()) -> list[tuple[StageRun, Config]]:
+    """The runs of the stages in ``stage_ids`` (all for None) planned from ``shards_root``'s manifests, with the
+    ``recorded`` runs (:func:`recorded_runs`) of the other stages, in curriculum order, each with its config.
 
     A run starts from the best model of the last run before it that trains (``init: previous``); a later chunk of
     a chunked stage continues the stage's last chunk that trained; a distillation stage's student is taught by
-    the chain's model and leaves the chain. Runs without training samples (``shards_root``'s manifests) train
-    nothing and pass the chain on.
+    the chain's model and leaves the chain. Runs without training samples train nothing and pass the chain on.
+    A planned stage that needs the chain's model while a stage before it is neither planned nor recorded is an
+    error: that stage may train and change the model.
     """
     from interceptor.data.shard_sets import resolve_shard_sets
 
     curriculum = load_curriculum(cfg)
+    known = [stage.id for stage in curriculum.stages]
+    for sid in stage_ids or []:
+        if sid not in known:
+            raise ConfigError(f"{cfg.curriculum}: no stage {sid} (stages: {', '.join(map(str, known))})")
     runs: list[tuple[StageRun, Config]] = []
     chain: Path | None = None  # the best model of the last run that trained and continues the chain
+    unplanned: StageConfig | None = None  # a stage since that chain's model that may train but is not planned yet
+
+    def chain_model(needed_by: str) -> Path | None:
+        """The chain's model, which ``needed_by`` follows; unknown (an error) past a stage not planned yet."""
+        if unplanned is not None:
+            raise ConfigError(f"{needed_by} follows the model of stage {unplanned.id} ({unplanned.name}), which "
+                              f"{run_root / PLAN} does not cover yet: train stage {unplanned.id} first (--stage "
+                              f"{unplanned.id}), or with it (--stage {unplanned.id},{stage.id})")
+        return chain
+
     for stage in curriculum.stages:
         run_cfg = stage_config(cfg, stage, specialist)
-        if stage.distill and chain is None:
+        if stage_ids is not None and stage.id not in stage_ids:
+            stage_runs = [run for run in recorded if run.stage_id == stage.id]
+            runs += [(run, run_cfg) for run in stage_runs]
+            if not stage.distill and not stage_runs:
+                unplanned = stage
+            elif not stage.distill and any(run.trains for run in stage_runs):
+                chain, unplanned = stage_runs[-1].stage_model, None
+            continue
+        if stage.distill and chain_model(f"stage {stage.id} ({stage.name})") is None:
             raise ConfigError(f"{cfg.curriculum}: stage {stage.id} ({stage.name}) distils the model before it, but "
                               "no stage before it trains one")
         stage_last: StageRun | None = None  # the stage's last run that trained
@@ -116,7 +144,7 @@ def plan_runs(cfg: Config, specialist: str, run_root: Path, shards_root: Path) -
             if stage_last is not None:
                 init = stage_last.best
             else:
-                init = None if stage.init == "none" or stage.distill else chain
+                init = None if stage.init == "none" or stage.distill else chain_model(name)
             run = StageRun(specialist=specialist, stage_id=stage.id, stage=stage_dir(stage), name=name,
                            run_dir=run_dir, train_sets=train, val_sets=[fill(p) for p in stage.val],
                            epochs=stage.epochs, distill=stage.distill, trains=samples > 0, init_from=init,
@@ -125,9 +153,10 @@ def plan_runs(cfg: Config, specialist: str, run_root: Path, shards_root: Path) -
             if run.trains:
                 stage_last = run
                 if not stage.distill:
-                    chain = run.best
+                    chain, unplanned = run.best, None
             runs.append((run, run_cfg))
-        runs[-1][0].stage_model = stage_last.best if stage.distill and stage_last is not None else chain
+        runs[-1][0].stage_model = (stage_last.best if stage.distill and stage_last is not None
+                                   else chain_model(f"stage {stage.id} ({stage.name})"))
     return runs
 
 
@@ -153,19 +182,22 @@ def _leaves(value, key: str = "") -> dict[str, object]:
 
 
 def plan_differences(recorded: dict, planned: dict) -> list[str]:
-    """What differs between two plan records, as ``path: recorded -> planned`` lines."""
-    old, new = _leaves(recorded), _leaves(planned)
+    """What ``planned`` changes in the ``recorded`` plan, as ``path: recorded -> planned`` lines: its curriculum and
+    the runs both hold (by name); a run only one of them holds is no difference (a planned one extends the record)."""
+    planned_names = {run["name"] for run in planned.get("runs", [])}
+    names = [run["name"] for run in recorded.get("runs", []) if run["name"] in planned_names]
+
+    def leaves(record: dict) -> dict[str, object]:
+        runs = {run["name"]: run for run in record.get("runs", [])}
+        return _leaves({"curriculum": record.get("curriculum"), "runs": {name: runs.get(name) for name in names}})
+
+    old, new = leaves(recorded), leaves(planned)
     return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in dict.fromkeys([*old, *new])
             if old.get(key) != new.get(key)]
 
 
-def select_stages(runs: list[tuple[StageRun, Config]], stage_ids: list[int] | None,
-                  cfg: Config) -> list[tuple[StageRun, Config]]:
-    """The runs of the stages in ``stage_ids`` (all of them for None); an unknown id is an error."""
-    known = list(dict.fromkeys(run.stage_id for run, _ in runs))
-    for sid in stage_ids or []:
-        if sid not in known:
-            raise ConfigError(f"{cfg.curriculum}: no stage {sid} (stages: {', '.join(map(str, known))})")
+def select_stages(runs: list[tuple[StageRun, Config]], stage_ids: list[int] | None) -> list[tuple[StageRun, Config]]:
+    """The runs of the stages in ``stage_ids`` (all of them for None)."""
     return [(run, run_cfg) for run, run_cfg in runs if stage_ids is None or run.stage_id in stage_ids]
 
 
@@ -179,20 +211,39 @@ def _read_record(path: Path) -> dict:
     return record
 
 
+def _check_unchanged(path: Path, run_root: Path, differences: list[str]) -> None:
+    if differences:
+        raise ConfigError(f"{path} records another plan than this curriculum and these shards give "
+                          f"({'; '.join(differences[:5])}): the runs under {run_root} follow the recorded "
+                          f"one. Train into a new --run-dir, or delete {run_root} to start it over")
+
+
+def recorded_runs(cfg: Config, run_root: Path) -> list[StageRun]:
+    """The runs ``run_root``'s plan records (none before the first training), for :func:`plan_runs`; a plan
+    recorded from another curriculum is an error listing the differences."""
+    path = run_root / PLAN
+    if not path.is_file():
+        return []
+    record = _read_record(path)
+    _check_unchanged(path, run_root, plan_differences({"curriculum": record.get("curriculum")},
+                                                      {"curriculum": to_dict(load_curriculum(cfg))}))
+    return _runs_of(record, path, run_root)
+
+
 def record_plan(cfg: Config, runs: list[StageRun], run_root: Path, write: bool) -> Path:
-    """Write the run plan to ``RUN/<spec>/plan.json`` once (atomically, where ``write``); a later training of the
-    same run root must plan the same runs, or stop with the differences: the runs already trained there were
-    trained to the recorded plan."""
+    """Record ``runs`` in ``RUN/<spec>/plan.json`` (atomically, where ``write``): the runs it already records must be
+    planned the same, or this stops with the differences (the runs trained there follow the recorded plan); runs
+    of stages it does not cover yet extend it, in curriculum order. A recorded run is never dropped or rewritten."""
     path = run_root / PLAN
     planned = plan_record(cfg, runs, run_root)
-    if path.is_file():
-        differences = plan_differences(_read_record(path), planned)
-        if differences:
-            raise ConfigError(f"{path} records another plan than this curriculum and these shards give "
-                              f"({'; '.join(differences[:5])}): the runs under {run_root} follow the recorded "
-                              f"one. Train into a new --run-dir, or delete {run_root} to start it over")
-    elif write:
-        atomic_write_json(path, planned)
+    recorded = _read_record(path) if path.is_file() else None
+    if recorded is not None:
+        _check_unchanged(path, run_root, plan_differences(recorded, planned))
+    order = {stage["id"]: position for position, stage in enumerate(planned["curriculum"]["stages"])}
+    by_name = {run["name"]: run for run in [*(recorded or {"runs": []})["runs"], *planned["runs"]]}
+    extended = {**planned, "runs": sorted(by_name.values(), key=lambda run: order[run["stage_id"]])}
+    if write and extended != recorded:
+        atomic_write_json(path, extended)
     return path
 
 
@@ -201,7 +252,10 @@ def read_plan(run_root: Path) -> list[StageRun]:
     path = run_root / PLAN
     if not path.is_file():
         raise ConfigError(f"{path}: no run plan (training writes it when it starts): train first")
-    record = _read_record(path)
+    return _runs_of(_read_record(path), path, run_root)
+
+
+def _runs_of(record: dict, path: Path, run_root: Path) -> list[StageRun]:
     try:
         return [StageRun(**{**run, **{key: run_root / run[key] if run[key] is not None else None
                                       for key in PLANNED_PATHS}}) for run in record["runs"]]

@@ -13,8 +13,9 @@ them, each specialist in its own separate torchrun job (see ``interceptor/train/
 
 Runs go to ``RUN/<specialist>/stage<id>-<name>[/chunk-KK]``. Finished runs (``done.json``) are skipped and an
 interrupted one resumes from its latest checkpoint, so rerunning the same command continues where it stopped.
-The run plan (every run of the curriculum and the models between them) is recorded once in
-``RUN/<specialist>/plan.json``; a later training of that root must plan the same runs (see ``curriculum.py``).
+The run plan (the runs of the stages trained so far and the models between them) is recorded in
+``RUN/<specialist>/plan.json``: a call needs the shards of the stages it trains alone, and extends the plan with
+them; the runs it already records must plan the same (see ``curriculum.py``).
 On SIGTERM/SIGINT/SIGUSR1 every rank checkpoints, ``RUN/<specialist>/preempted.json`` is written and the
 processes exit with code 75.
 """
@@ -73,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--specialist", required=True,
                         help=f"one of {', '.join(SPECIALISTS)} (and the config's specialist_modules' own), "
                              "a comma list, or all")
-    parser.add_argument("--stage", default=None, help="stage id(s) to run, comma separated (default: all, in order)")
+    parser.add_argument("--stage", default=None, help="stage id(s) to run, comma separated (default: all, in order); "
+                                                      "only their shard sets are needed")
     parser.add_argument("--config", default=None, help="a packaged config's name (demo, default) or a YAML path "
                                                        "(default: demo)")
     parser.add_argument("--shards", required=True, type=Path, help="root holding ffpp/, celebdf/, dfdc/ shard sets")
@@ -87,15 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
 def train_specialist(args: argparse.Namespace, specialist: str) -> int:
     """Train one specialist on the processes of this torchrun job (collective: every rank runs it)."""
     from interceptor.data.shard_sets import DataError
-    from interceptor.train.curriculum import plan_runs, record_plan, select_stages, validate_runs
+    from interceptor.train.curriculum import plan_runs, record_plan, recorded_runs, select_stages, validate_runs
 
     # Everything that can be checked without a process group is checked first: config errors come in seconds.
     cfg = load_config(args.config, args.overrides, check=check_specialists)
-    stage_ids = [int(s) for s in args.stage.split(",")] if args.stage else None
     root = args.run_dir / specialist
     try:
-        plan = plan_runs(cfg, specialist, root, args.shards)
-        runs = select_stages(plan, stage_ids, cfg)
+        stage_ids = [int(s) for s in args.stage.split(",")] if args.stage else None
+    except ValueError:
+        raise ConfigError(f"--stage {args.stage}: expected stage ids, comma separated (e.g. 1,2)") from None
+    try:
+        plan = plan_runs(cfg, specialist, root, args.shards, stage_ids, recorded_runs(cfg, root))
+        runs = select_stages(plan, stage_ids)
         validate_runs(runs, args.shards)
     except DataError as err:
         print(f"data error: {err}", file=sys.stderr)
@@ -108,11 +113,12 @@ def train_specialist(args: argparse.Namespace, specialist: str) -> int:
     # From here on a stop signal is remembered, not fatal (start-up and loading can take minutes): the next step
     # boundary checkpoints, or the next run does not start.
     with PreemptionFlag() as preemption:
-        return train_runs(args, specialist, runs, preemption)
+        return train_runs(args, specialist, runs, plan, preemption)
 
 
-def train_runs(args: argparse.Namespace, specialist: str, runs: list, preemption: PreemptionFlag) -> int:
-    """Train the planned runs in order on this torchrun job's process group; returns the exit code."""
+def train_runs(args: argparse.Namespace, specialist: str, runs: list, plan: list, preemption: PreemptionFlag) -> int:
+    """Train the ``runs`` of the ``plan`` in order on this torchrun job's process group, then complete the
+    cross-dataset rows of the plan's stages on the splits built since; returns the exit code."""
     from interceptor.models.export import WEIGHTS
     from interceptor.train.checkpoint import CheckpointError
     from interceptor.train.crossdata import update_cross_dataset
@@ -131,6 +137,12 @@ def train_runs(args: argparse.Namespace, specialist: str, runs: list, preemption
         marker.unlink(missing_ok=True)
     barrier()
     share_schedules(runs, args.shards, dist.world)
+
+    def update_row(run, run_cfg) -> None:
+        """The cross-dataset row of the stage that ``run`` ends, once the stage's model exists."""
+        if run.stage_model is not None and (run.stage_model / WEIGHTS).is_file():
+            update_cross_dataset(run_cfg, run.stage_id, run.stage_model, args.shards, root, dist)
+
     try:
         for run, run_cfg in runs:
             if any_rank(preemption.received is not None, dist.device):
@@ -149,8 +161,11 @@ def train_runs(args: argparse.Namespace, specialist: str, runs: list, preemption
                 summary = Trainer(run_cfg, run, args.shards, dist, resume=args.resume == "auto").fit(preemption)
                 log.info("%s: %s finished: best %s %.4f at step %d", specialist, run.name, summary["metric"],
                          summary["best_metric"], summary["best_step"])
-            if run.stage_model is not None and (run.stage_model / WEIGHTS).is_file():
-                update_cross_dataset(run_cfg, run.stage_id, run.stage_model, args.shards, root, dist)
+            update_row(run, run_cfg)
+        for run, run_cfg in plan:  # the stages earlier calls trained, on the datasets built since
+            if any_rank(preemption.received is not None, dist.device):
+                raise Preempted(f"{specialist}: stopped by signal before the cross-dataset rows were completed")
+            update_row(run, run_cfg)
     except Preempted as stop:
         log.warning("%s", stop)
         if dist.is_main:
