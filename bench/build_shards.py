@@ -55,12 +55,10 @@ def decode_only(paths: list[tuple[str, str]]) -> tuple[float, float]:
 
 def build(paths: list[tuple[str, str]], cfg: ShardsConfig, num_clips: int) -> tuple[float, float]:
     """Seconds for the builder's per-video task on every video, and this worker's peak RSS (MB)."""
-    import cv2
-
-    from interceptor.shards.build import VideoJob, input_identity, process_video
+    from interceptor.shards.build import VideoJob, init_worker, input_identity, process_video
     from interceptor.shards.layouts import VideoEntry
 
-    cv2.setNumThreads(1)
+    init_worker()
     with tempfile.TemporaryDirectory() as work:
         start = time.perf_counter()
         for i, (root, rel) in enumerate(paths):

@@ -503,7 +503,7 @@ def test_real_dfdc_sample_gives_faces_and_audio_and_reports_missing(tmp_path, df
     samples = metas(tmp_path / "out")
     assert {Path(m["source"]).stem for m in samples} == {"abofeumbvv", "abqwwspghj"}
     for meta in samples:
-        assert meta["label"] == 1 and meta["frame_size"] == [1920, 1080] and meta["detector"] == "haar"
+        assert meta["label"] == 1 and meta["frame_size"] == [1920, 1080] and meta["detector"] == "mtcnn"
         assert meta["has_audio"] and meta["audio_rate"] == 16000
         for x0, y0, x1, y1 in meta["boxes"]:  # a face-sized box inside the frame
             assert 0 <= x0 < x1 <= 1920 and 0 <= y0 < y1 <= 1080 and 80 < x1 - x0 < 500
