@@ -3,7 +3,8 @@
 #   make test   the test suite
 #   make test-fast   its unit tests alone (no torchrun, no corpus): under a minute on 2 cores
 #   make gpu-carry   what bench/gpu_check.sh needs on a GPU machine without network (.gpu/)
-# Each creates .venv and installs what it needs when missing.
+# Each creates .venv and installs what it needs when missing, and puts the facenet-pytorch wheel (the default face
+# detector's weights; not installed: it pins an old torch) in .venv/share/interceptor/.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -22,6 +23,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip download --quiet --no-deps -c constraints.txt -d $(VENV)/share/interceptor facenet-pytorch
 	touch $(STAMP)
 
 demo: $(STAMP)

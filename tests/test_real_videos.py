@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import webdataset as wds
@@ -25,6 +26,7 @@ from interceptor.shards import extract_clips
 from interceptor.shards.build import BuildError, build_shards
 from interceptor.shards.inspection import inspect_shards
 from interceptor.shards.layouts import LayoutError, read_layout
+from interceptor.shards.video import VideoError
 
 from scenes import render_scene, two_person_video, write_video
 from test_shards import faststart_copy
@@ -167,6 +169,14 @@ def test_real_fake_with_one_swapped_face_labels_only_that_face_fake(real_pair, t
     fake = [s for s in samples if s["video_id"] == "pairfake"]
     assert {(s["face"], s["cls"]) for s in fake} == {(0, 1)}, "only the swapped face gives (fake) clips"
     assert all(s["face_change"] > cfg.face_change_threshold for s in fake)
+
+
+def test_real_video_without_a_face_is_skipped_with_its_reason(dfdc_sample, tmp_path):
+    """The wall beside the person of a real DFDC video: no face, so no clip (never an empty crop)."""
+    with av.open(str(dfdc_sample / "dfdc_train_part_0/abofeumbvv.mp4")) as container:
+        frames = [f.to_ndarray(format="rgb24")[:360, :480] for _, f in zip(range(30), container.decode(video=0))]
+    with pytest.raises(VideoError, match=r"no face found \(\d+ detections in 3 detection frames, none stable\)"):
+        extract_clips(write_video(tmp_path / "wall.mp4", frames), ShardsConfig(), num_clips=1)
 
 
 # ----------------------------------------------------------------------------------------------- layouts

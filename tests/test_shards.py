@@ -20,6 +20,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+import torch
 import webdataset as wds
 
 from conftest import CORPUS_DATASETS, REPO
@@ -27,6 +28,7 @@ from interceptor.config import ConfigError, load_config, to_dict
 from interceptor.schema import DetectorConfig, ShardsConfig
 from interceptor.shards import extract_clips
 from interceptor.shards.build import BuildError, build_shards
+from interceptor.shards.faces import check_detector, stretch_levels
 from interceptor.shards.inspection import inspect_shards
 from interceptor.shards.layouts import LayoutError, clips_for_split, read_layout
 from interceptor.shards.samples import SAMPLE_FIELDS
@@ -395,6 +397,34 @@ def test_detector_settings_are_checked_before_building(tmp_path, corpus):
     with pytest.raises(ConfigError, match=r"shards\.detector\.boxes_file"):
         build_shards("dfdc", corpus / "DFDC", tmp_path, ShardsConfig(detector=DetectorConfig(backend="boxes")))
     assert not list(tmp_path.iterdir())
+
+
+def test_mtcnn_weights_errors_name_the_key_and_the_file(tmp_path):
+    """The mtcnn backend's weights: a missing file, a file that is not the wheel, a folder lacking a net, and a
+    pickle holding anything but tensors (weights_only) are each an error naming the key and the file."""
+    def fails(weights: Path, message: str) -> None:
+        with pytest.raises(ConfigError, match=r"shards\.detector\.weights: " + message):
+            check_detector(DetectorConfig(backend="mtcnn", weights=str(weights)))
+
+    fails(tmp_path / "none.whl", f"{re.escape(str(tmp_path / 'none.whl'))}: no such file.*backend=haar")
+    (tmp_path / "bad.whl").write_bytes(b"not a zip")
+    fails(tmp_path / "bad.whl", f"{re.escape(str(tmp_path / 'bad.whl'))}: not the facenet-pytorch wheel")
+    nets = tmp_path / "nets"
+    nets.mkdir()
+    for net in ("pnet", "rnet"):
+        torch.save({"conv1.weight": torch.zeros(1)}, nets / f"{net}.pt")
+    fails(nets, re.escape(str(nets / "onet.pt")) + ": no such file")
+    torch.save({"conv1.weight": torch.zeros(1), "note": Path("code")}, nets / "onet.pt")  # not a plain state dict
+    fails(nets, f"{re.escape(str(nets))}: the MTCNN weights do not load as plain state dicts")
+
+
+def test_stretch_levels_spans_a_dim_image_over_the_full_range():
+    dim = np.random.default_rng(0).integers(10, 60, (90, 160, 3)).astype(np.uint8)
+    stretched = stretch_levels(dim)
+    assert stretched.dtype == np.uint8 and stretched.shape == dim.shape
+    assert np.percentile(stretched, 1) <= 5 and np.percentile(stretched, 99) >= 250
+    by_level = stretched.ravel()[np.argsort(dim.ravel())].astype(int)
+    assert np.all(np.diff(by_level) >= 0), "a brighter pixel stays at least as bright"
 
 
 def test_config_values_out_of_range_name_the_key():
