@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Face detectors' recall and cost per frame on real DFDC frames: mtcnn against haar.
 
-    python bench/face_detectors.py [DFDC_SAMPLE] [--step 10] [KEY=VALUE ...]
+    python bench/face_detectors.py [--sample DFDC_SAMPLE] [--step 10] [KEY=VALUE ...]
 
 Every ``--step``-th frame of each video of the real DFDC sample (one person per video) is arranged three ways:
 
@@ -102,7 +102,8 @@ def measure(backend_name: str, cfg: DetectorConfig, images) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sample", nargs="?", default=str(Path(__file__).resolve().parents[2] / "shared/data/dfdc_sample"))
+    parser.add_argument("--sample", default=str(Path(__file__).resolve().parents[2] / "shared/data/dfdc_sample"),
+                        help="the real DFDC sample folder (default: ../shared/data/dfdc_sample)")
     parser.add_argument("--step", type=int, default=10, help="every n-th frame of each video")
     args, overrides = parser.parse_known_args()
     torch.set_num_threads(1)

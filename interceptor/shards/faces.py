@@ -12,8 +12,8 @@ Another one (RetinaFace, ...) is a class with ``pix_fmt`` and ``detect(image, mi
 :data:`BACKENDS` and to ``DetectorConfig.backend``.
 
 :class:`TrackingDetector` runs an image backend on a video's frames, downscaled so that their longest side is
-``detector.size``: a full-frame detection on every ``detector.full_every``-th call (and whenever no face is
-being followed), and in between each face found last time is followed (``follow``: a detection in a window
+``detector.size``: a full-frame detection on every ``detector.full_every``-th call (and whenever a followed face
+is lost, or none is followed), and in between each face found last time is followed (``follow``: a detection in a window
 around it; for MTCNN its last O-Net stage alone on the last box), which costs a small fraction of a full-frame
 pass.
 
@@ -65,7 +65,7 @@ class FaceDetector(Protocol):
 
 
 class ImageBackend(Protocol):
-    pix_fmt: str  # the image format detect() takes: gray or bgr24
+    pix_fmt: str  # the image format detect() takes: gray, rgb24 or bgr24
 
     def detect(self, image: np.ndarray, min_side: int, max_side: int) -> list[tuple[float, float, float, float, float]]:
         """Faces ``(x, y, w, h, score)`` in ``image`` pixels, of sides between ``min_side`` and ``max_side``."""
@@ -221,9 +221,8 @@ class TrackingDetector:
         scale = width / frame.width
         found = []
         if self.followed and self.calls % self.cfg.full_every:
-            for box in self.followed:
-                found += self.backend.follow(image, box)
-        if not found:
+            found = [face for box in self.followed for face in self.backend.follow(image, box)]
+        if len(found) < len(self.followed) or not found:  # a face lost (or none followed): look everywhere
             min_side = max(1, int(self.cfg.min_face * height))
             found = [(x, y, x + w, y + h, s)
                      for x, y, w, h, s in self.backend.detect(image, min_side, max(width, height))]
