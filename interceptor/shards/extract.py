@@ -13,9 +13,9 @@
 
 One streaming pass decodes the video: every ``detector.every``-th frame goes to the face detector, the frames of
 the planned clips are kept as decoded (so memory is bounded by clips x frames, not by the video's length; only
-the crop windows are converted to RGB), and audio is
-kept only inside the clips' time windows. A second pass happens only when fewer frames decode than the file
-announced (truncated or corrupt data): the clips are then planned over the frames that do decode.
+the crop windows are converted to RGB), and audio is kept only inside the clips' time windows. A second pass
+happens only when fewer frames decode than the file announced (truncated or corrupt data): the clips are then
+planned over the frames that do decode.
 """
 
 from __future__ import annotations

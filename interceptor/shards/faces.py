@@ -8,14 +8,14 @@ Image backends find faces in an image:
   that needs nothing, and the synthetic demo's detector;
 - ``yunet``: OpenCV's YuNet CNN (``cv2.FaceDetectorYN``), given its ONNX weights (``detector.weights``).
 
-Another one (RetinaFace, ...) is a class with ``pix_fmt`` and ``detect(image, min_side, max_side)`` added to
-:data:`BACKENDS` and to ``DetectorConfig.backend``.
+Another one (RetinaFace, ...) is a class with ``pix_fmt``, ``detect(image, min_side, max_side)`` and
+``follow(image, box)`` (:func:`search_window` will do) added to :data:`BACKENDS` and to ``DetectorConfig.backend``.
 
 :class:`TrackingDetector` runs an image backend on a video's frames, downscaled so that their longest side is
 ``detector.size``: a full-frame detection on every ``detector.full_every``-th call (and whenever a followed face
-is lost, or none is followed), and in between each face found last time is followed (``follow``: a detection in a window
-around it; for MTCNN its last O-Net stage alone on the last box), which costs a small fraction of a full-frame
-pass.
+is lost, or none is followed), and in between each face found last time is only followed (``follow``: Haar and
+YuNet detect in a window around it, MTCNN runs its last stage, O-Net, on the last box), which costs a small
+fraction of a full-frame pass.
 
 The ``boxes`` backend reads precomputed boxes instead (the synthetic corpus's ground truth, or any detector run
 offline): a JSON file ``{path relative to the dataset root: [[[x0, y0, x1, y1], ...boxes in frame i], ...]}``,
@@ -35,7 +35,7 @@ import numpy as np
 
 from interceptor.config import ConfigError, resolve_path
 from interceptor.schema import DetectorConfig
-from interceptor.shards.mtcnn import Mtcnn, default_weights, read_state_dicts
+from interceptor.shards.mtcnn import VERSION, Mtcnn, default_weights, read_state_dicts
 from interceptor.shards.video import UprightFrame, VideoError
 from interceptor.utils import read_json
 
@@ -160,8 +160,8 @@ class MtcnnBackend:
         if not weights.exists():
             raise ConfigError(
                 f"shards.detector.weights: {weights}: no such file; the mtcnn backend reads its weights from the "
-                f"facenet-pytorch 2.6.0 wheel, which `make install` downloads (pip download --no-deps "
-                f"facenet-pytorch==2.6.0 -d {default_weights().parent}); or set shards.detector.backend=haar, "
+                f"facenet-pytorch {VERSION} wheel, which `make install` downloads (pip download --no-deps "
+                f"facenet-pytorch=={VERSION} -d {default_weights().parent}); or set shards.detector.backend=haar, "
                 "which needs nothing")
         try:
             self.model = _mtcnn_model(str(weights))
@@ -206,7 +206,7 @@ BACKENDS = {"mtcnn": MtcnnBackend, "haar": HaarBackend, "yunet": YuNetBackend}
 
 
 class TrackingDetector:
-    """An image backend run on a video's frames: full-frame passes, and cheap re-detection of followed faces."""
+    """An image backend run on a video's frames: full-frame passes, and faces followed cheaply in between."""
 
     def __init__(self, backend: ImageBackend, cfg: DetectorConfig):
         self.backend = backend
@@ -229,7 +229,6 @@ class TrackingDetector:
         self.calls += 1
         self.followed = [f[:4] for f in found]
         return [Detection(tuple(v / scale for v in f[:4]), f[4]) for f in found]
-
 
 
 def _boxes_path(cfg: DetectorConfig) -> str:

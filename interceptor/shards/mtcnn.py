@@ -21,7 +21,8 @@ import torch
 from torch import nn
 from torchvision.ops import nms
 
-WHEEL = "facenet_pytorch-2.6.0-py3-none-any.whl"
+VERSION = "2.6.0"  # the facenet-pytorch release whose weights these nets match (pinned in constraints.txt)
+WHEEL = f"facenet_pytorch-{VERSION}-py3-none-any.whl"
 NETS = ("pnet", "rnet", "onet")
 _THRESHOLDS = (0.6, 0.7, 0.7)  # P-, R-, O-Net face probability to keep a candidate
 _PYRAMID_STEP = 0.709  # scale ratio between pyramid levels
