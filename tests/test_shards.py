@@ -28,7 +28,7 @@ from interceptor.config import ConfigError, load_config, to_dict
 from interceptor.schema import DetectorConfig, ShardsConfig
 from interceptor.shards import extract_clips
 from interceptor.shards.build import BuildError, build_shards
-from interceptor.shards.faces import check_detector, stretch_levels
+from interceptor.shards.faces import BACKENDS, check_detector, stretch_levels
 from interceptor.shards.inspection import inspect_shards
 from interceptor.shards.layouts import LayoutError, clips_for_split, read_layout
 from interceptor.shards.samples import SAMPLE_FIELDS
@@ -416,6 +416,14 @@ def test_mtcnn_weights_errors_name_the_key_and_the_file(tmp_path):
     fails(nets, re.escape(str(nets / "onet.pt")) + ": no such file")
     torch.save({"conv1.weight": torch.zeros(1), "note": Path("code")}, nets / "onet.pt")  # not a plain state dict
     fails(nets, f"{re.escape(str(nets))}: the MTCNN weights do not load as plain state dicts")
+
+
+def test_mtcnn_finds_no_face_in_a_blank_picture_and_loses_a_box_that_left_it():
+    backend = BACKENDS["mtcnn"](DetectorConfig())
+    blank = np.full((360, 640, 3), 90, np.uint8)
+    assert backend.detect(blank, 18, 640) == []
+    for box in [(600, 300, 700, 420), (700, 400, 760, 470), (-50, -50, 20, 30)]:  # across the border, outside
+        assert backend.follow(blank, box) == []
 
 
 def test_stretch_levels_spans_a_dim_image_over_the_full_range():

@@ -181,6 +181,8 @@ class MtcnnBackend:
         pad = max(x1 - x0, y1 - y0) / 2
         left, top = max(0, int(x0 - pad)), max(0, int(y0 - pad))
         window = image[top:min(image.shape[0], int(y1 + pad) + 1), left:min(image.shape[1], int(x1 + pad) + 1)]
+        if not window.size:  # the box left the picture
+            return []
         found = self.model.refine(stretch_levels(window) if self.cfg.equalize else window,
                                   (x0 - left, y0 - top, x1 - left, y1 - top))
         if found is None:

@@ -161,12 +161,13 @@ def _normalise(images: np.ndarray) -> torch.Tensor:
 
 
 def _patches(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-    """Each box's pixels (clipped to the image) resized to ``size`` x ``size``."""
+    """Each box's pixels (clipped to the image) resized to ``size`` x ``size``; black for a box outside it."""
     height, width = image.shape[:2]
-    out = np.empty((len(boxes), size, size, 3), np.uint8)
+    out = np.zeros((len(boxes), size, size, 3), np.uint8)
     for k, (x0, y0, x1, y1) in enumerate(np.trunc(boxes[:, :4]).astype(np.int64)):
         x0, y0, x1, y1 = max(x0, 1) - 1, max(y0, 1) - 1, min(x1, width), min(y1, height)
-        out[k] = cv2.resize(image[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA)
+        if x0 < x1 and y0 < y1:
+            out[k] = cv2.resize(image[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA)
     return out
 
 
