@@ -41,7 +41,8 @@ clean-demo:
 	rm -rf $(DEMO_DIR)
 
 # bench/gpu_check.sh on a GPU machine without network needs the packages its CUDA image lacks, as wheels for its
-# Python (GPU_PYTHON), and the real DFDC sample for predict: gathered into .gpu/ (ignored; carry it along).
+# Python (GPU_PYTHON), the facenet-pytorch wheel (predict's face detector's weights) and the real DFDC sample for
+# predict: gathered into .gpu/ (ignored; carry it along).
 GPU_PYTHON ?= 3.12
 GPU_CARRY ?= .gpu
 DFDC_SAMPLE ?= ../shared/data/dfdc_sample
@@ -51,6 +52,6 @@ gpu-carry: $(STAMP)
 	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) \
 	    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 	    --platform any -c constraints.txt -d $(GPU_CARRY)/wheels \
-	    webdataset braceexpand av hjson pydantic pydantic_core annotated-types typing-inspection
+	    webdataset braceexpand av hjson pydantic pydantic_core annotated-types typing-inspection facenet-pytorch
 	rm -rf $(GPU_CARRY)/dfdc_sample
 	cp -r --no-preserve=mode $(DFDC_SAMPLE) $(GPU_CARRY)/dfdc_sample
