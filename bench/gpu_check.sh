@@ -24,6 +24,8 @@ if [ -n "$missing" ]; then
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # predict's face detector (MTCNN) reads its weights from the facenet-pytorch wheel that make gpu-carry fetched
-weights=$(ls "$CARRY"/wheels/facenet_pytorch-*.whl 2>/dev/null | head -n 1 || true)
+wheels=("$CARRY"/wheels/facenet_pytorch-*.whl)  # the pattern itself when there is none
+detector=()
+[ -f "${wheels[0]}" ] && detector=(--detector-weights "${wheels[0]}")
 exec timeout 540 "$PYTHON" bench/gpu_check.py --videos "${INTERCEPTOR_DFDC_SAMPLE:-$CARRY/dfdc_sample}" \
-    ${weights:+--detector-weights "$weights"} "$@"
+    "${detector[@]}" "$@"
