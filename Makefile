@@ -3,7 +3,8 @@
 #   make test   the test suite
 #   make test-fast   its unit tests alone (no torchrun, no corpus): under a minute on 2 cores
 #   make gpu-carry   what bench/gpu_check.sh needs on a GPU machine without network (.gpu/)
-# Each creates .venv and installs what it needs when missing.
+# Each creates .venv and installs what it needs when missing, and puts the facenet-pytorch wheel (the default face
+# detector's weights; not installed: it pins an old torch) in .venv/share/interceptor/.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -22,6 +23,7 @@ $(STAMP): setup.py setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip download --quiet --no-deps -c constraints.txt -d $(VENV)/share/interceptor facenet-pytorch
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -39,7 +41,8 @@ clean-demo:
 	rm -rf $(DEMO_DIR)
 
 # bench/gpu_check.sh on a GPU machine without network needs the packages its CUDA image lacks, as wheels for its
-# Python (GPU_PYTHON), and the real DFDC sample for predict: gathered into .gpu/ (ignored; carry it along).
+# Python (GPU_PYTHON), the facenet-pytorch wheel (predict's face detector's weights) and the real DFDC sample for
+# predict: gathered into .gpu/ (ignored; carry it along).
 GPU_PYTHON ?= 3.12
 GPU_CARRY ?= .gpu
 DFDC_SAMPLE ?= ../shared/data/dfdc_sample
@@ -49,6 +52,6 @@ gpu-carry: $(STAMP)
 	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) \
 	    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 	    --platform any -c constraints.txt -d $(GPU_CARRY)/wheels \
-	    webdataset braceexpand av hjson pydantic pydantic_core annotated-types typing-inspection
+	    webdataset braceexpand av hjson pydantic pydantic_core annotated-types typing-inspection facenet-pytorch
 	rm -rf $(GPU_CARRY)/dfdc_sample
 	cp -r --no-preserve=mode $(DFDC_SAMPLE) $(GPU_CARRY)/dfdc_sample

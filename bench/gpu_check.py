@@ -128,14 +128,18 @@ def check_specialist(cfg: Config, specialist: str, dist, steps: int) -> dict:
             f.stat().st_size for f in saved.rglob("*") if f.is_file()) / 2**20}
 
 
-def time_predict(cfg_path: str, model_cfg, videos: list[Path], specialists: list[str]) -> float:
-    """Seconds of ``interceptor predict --device cuda`` over ``videos`` with randomly initialised exports."""
+def time_predict(cfg_path: str, model_cfg, videos: list[Path], specialists: list[str],
+                 detector_weights: Path | None) -> float:
+    """Seconds of ``interceptor predict --device cuda`` over ``videos`` with randomly initialised exports;
+    ``detector_weights``: the face detector's (``predict.detector.weights``), else its default place."""
     with tempfile.TemporaryDirectory(prefix="gpu-check-models-") as models:
         for specialist in specialists:
             torch.manual_seed(0)
             export_model(build_model(specialist, **to_dict(model_cfg)), Path(models) / f"{specialist}_model")
         command = [sys.executable, "-m", "interceptor", "predict", "--device", "cuda", "--models", models,
                    "--config", cfg_path, "--set", "model.pretrained=false", *map(str, videos)]
+        if detector_weights:
+            command += ["--set", f"predict.detector.weights={detector_weights}"]
         start_time = time.perf_counter()
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
         elapsed = time.perf_counter() - start_time
@@ -154,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=380)
     parser.add_argument("--backbone", default="efficientnet_b4")
     parser.add_argument("--videos", type=Path, help="folder of videos for predict (searched for *.mp4)")
+    parser.add_argument("--detector-weights", type=Path,
+                        help="predict's face detector's weights, the facenet-pytorch wheel (default: in the venv)")
     args, overrides = parser.parse_known_args(argv)
     cfg = load_config(args.config, [f"model.backbone={args.backbone}", f"model.image_size={args.size}",
                                     f"data.batch_size={args.batch}", "model.pretrained=false",
@@ -182,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if not videos:
                 raise CheckFailed(f"--videos {args.videos}: no *.mp4 there (make gpu-carry copies the DFDC sample)")
-            elapsed = time_predict(args.config, cfg.model, videos, specialists)
+            elapsed = time_predict(args.config, cfg.model, videos, specialists, args.detector_weights)
             print(f"predict on {len(videos)} videos ({args.videos}), {len(specialists)} specialists, cuda: "
                   f"{elapsed:.1f} s, {elapsed / max(1, len(videos)):.1f} s per video (model loading included)")
         except CheckFailed as err:

@@ -23,4 +23,9 @@ if [ -n "$missing" ]; then
     "$PYTHON" -m pip install --quiet --no-index --find-links "$CARRY/wheels" $missing
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-exec timeout 540 "$PYTHON" bench/gpu_check.py --videos "${INTERCEPTOR_DFDC_SAMPLE:-$CARRY/dfdc_sample}" "$@"
+# predict's face detector (MTCNN) reads its weights from the facenet-pytorch wheel that make gpu-carry fetched
+wheels=("$CARRY"/wheels/facenet_pytorch-*.whl)  # the pattern itself when there is none
+detector=()
+[ -f "${wheels[0]}" ] && detector=(--detector-weights "${wheels[0]}")
+exec timeout 540 "$PYTHON" bench/gpu_check.py --videos "${INTERCEPTOR_DFDC_SAMPLE:-$CARRY/dfdc_sample}" \
+    "${detector[@]}" "$@"

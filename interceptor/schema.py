@@ -38,16 +38,23 @@ FFPP_OPTIONAL_METHODS = ["FaceShifter"]
 class DetectorConfig:
     """Face detection and tracking for the shard builder (``shards.detector``)."""
 
-    backend: Literal["haar", "yunet", "boxes"] = "haar"
+    # mtcnn: a CNN cascade (weights from the facenet-pytorch wheel, see weights); haar: OpenCV's cascade, needs
+    # nothing; yunet: OpenCV's YuNet (ONNX weights); boxes: precomputed boxes (boxes_file)
+    backend: Literal["mtcnn", "haar", "yunet", "boxes"] = "mtcnn"
     every: int = 10  # detect every k-th frame; boxes in between are tracked (interpolated and smoothed)
-    full_every: int = 5  # a full-frame pass on every n-th detection; in between only around the followed faces
+    # a full-frame pass on every n-th detection (and when a followed face is lost); in between the faces found are
+    # only followed. Following finds new faces late: 10 x every frames (3.3 s at 30 fps) at worst
+    full_every: int = 10
     size: int = 640  # longest side of the image the detector sees, in pixels (frames are downscaled to it)
     min_face: float = 0.05  # smallest face to look for, as a fraction of the frame height
     scale_factor: float = 1.15  # haar: image pyramid step
     min_neighbors: int = 4  # haar: overlapping detections needed to keep one
-    equalize: bool = True  # haar: equalise the histogram first (finds faces in low light)
+    # find faces in low light: haar equalises the histogram first, mtcnn stretches the levels (1st-99th percentile)
+    equalize: bool = True
     score_threshold: float = 0.6  # yunet: minimum face score
-    weights: str | None = None  # yunet: path of the ONNX model (face_detection_yunet_2023mar.onnx)
+    # mtcnn: the facenet-pytorch 2.6.0 wheel or a folder of its pnet.pt, rnet.pt, onet.pt (default: the wheel
+    # `make install` puts in <venv>/share/interceptor/); yunet: the ONNX model (face_detection_yunet_2023mar.onnx)
+    weights: str | None = None
     boxes_file: str | None = None  # boxes: JSON of precomputed per-frame boxes, paths relative to the dataset root
     track_iou: float = 0.3  # a detection joins a track when it overlaps the track's last box this much
     max_gap: int = 2  # detection frames a track may miss and still continue

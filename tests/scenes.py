@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 
@@ -43,4 +44,28 @@ def write_video(path: Path, frames: list[np.ndarray], rotation: int = 0, crf: in
     writer = Mp4Writer(path, coded[0].shape[1], coded[0].shape[0], 25, crf, rotation=rotation)
     for frame in coded:
         writer.write(frame)
+    return writer.close()
+
+
+# Where the face is in the first 60 frames of each real DFDC sample video (1920x1080; the person barely moves),
+# and the square around it that two_person_video scales to 360 px so that both faces are about 120 px high.
+DFDC_FACE_SQUARES = {"abofeumbvv.mp4": (766, 51, 360), "abqwwspghj.mp4": (600, 0, 600)}  # left, top, side
+
+
+def two_person_video(sample: Path, path: Path, frames: int = 60, swap_right_face: bool = False) -> Path:
+    """The two real DFDC sample videos side by side (720x360, a frontal face of about 120 px in each half); with
+    ``swap_right_face`` the right person's face is replaced by the left person's (a crude face swap: the same
+    frames elsewhere, so only that face differs from the plain video)."""
+    halves = []
+    for name, (left, top, side) in DFDC_FACE_SQUARES.items():
+        with av.open(str(sample / "dfdc_train_part_0" / name)) as container:
+            decoded = (f.to_ndarray(format="rgb24") for f in container.decode(video=0))
+            halves.append([cv2.resize(image[top:top + side, left:left + side], (360, 360), interpolation=cv2.INTER_AREA)
+                           for _, image in zip(range(frames), decoded)])
+    writer = Mp4Writer(path, 720, 360, 25, 18)
+    for left, right in zip(*halves):
+        if swap_right_face:
+            right = right.copy()
+            right[65:185, 130:230] = left[120:240, 130:230]  # the face areas of the two halves
+        writer.write(np.hstack([left, right]))
     return writer.close()

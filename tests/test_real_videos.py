@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import webdataset as wds
@@ -25,8 +26,9 @@ from interceptor.shards import extract_clips
 from interceptor.shards.build import BuildError, build_shards
 from interceptor.shards.inspection import inspect_shards
 from interceptor.shards.layouts import LayoutError, read_layout
+from interceptor.shards.video import VideoError
 
-from scenes import render_scene, write_video
+from scenes import render_scene, two_person_video, write_video
 from test_shards import faststart_copy
 
 
@@ -132,6 +134,49 @@ def test_dfdc_test_set_builds_from_its_labels_csv(dfd_root, rotated_twins, tmp_p
     assert phone and all(s["rotation"] == 90 and s["frame_size"] == [320, 180] for s in phone)
     upright = extract_clips(rotated_twins[0], demo_config.shards, num_clips=demo_config.shards.eval_clips_per_video)
     assert [s["boxes"] for s in phone] == [np.round(c.boxes, 2).tolist() for c in upright.clips]
+
+
+@pytest.fixture(scope="module")
+def real_pair(dfdc_sample, tmp_path_factory):
+    """A DFDC chunk made of the real sample: a two-person video (the two sample videos side by side, frontal faces
+    of about 120 px) and a fake of it whose right face (face 0, the larger) is swapped for the left one's."""
+    root = tmp_path_factory.mktemp("real_pair")
+    chunk = root / "dfdc_train_part_0"
+    two_person_video(dfdc_sample, chunk / "pair.mp4")
+    two_person_video(dfdc_sample, chunk / "pairfake.mp4", swap_right_face=True)
+    (chunk / "metadata.json").write_text(json.dumps({"pair.mp4": {"label": "REAL", "split": "train"},
+                                                     "pairfake.mp4": {"label": "FAKE", "split": "train",
+                                                                      "original": "pair.mp4"}}))
+    return root
+
+
+def test_real_two_person_video_gives_clips_of_both_faces(real_pair):
+    """The default detector (MTCNN) finds both real faces; Haar found the right one in 2 of 6 frames."""
+    video = extract_clips(real_pair / "dfdc_train_part_0/pair.mp4", ShardsConfig(), num_clips=2)
+    assert video.detector == "mtcnn" and len(video.tracks) == 2
+    assert {(c.face, c.index) for c in video.clips} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    for clip in video.clips:  # face 0 (the larger) is the right person's, face 1 the left one's
+        centres = (clip.boxes[:, 0] + clip.boxes[:, 2]) / 2
+        assert np.all(centres > 360) if clip.face == 0 else np.all(centres < 360)
+
+
+def test_real_fake_with_one_swapped_face_labels_only_that_face_fake(real_pair, tmp_path):
+    cfg = dataclasses.replace(ShardsConfig(), crop_size=96, clips_per_video=2, eval_clips_per_video=2)
+    found = build("dfdc", real_pair, tmp_path, cfg)
+    assert sum(m["fake_faces_unchanged"] for m in found.values()) == 1
+    samples = [s for name in found for s in samples_of(tmp_path / name)]
+    assert {(s["face"], s["cls"]) for s in samples if s["video_id"] == "pair"} == {(0, 0), (1, 0)}
+    fake = [s for s in samples if s["video_id"] == "pairfake"]
+    assert {(s["face"], s["cls"]) for s in fake} == {(0, 1)}, "only the swapped face gives (fake) clips"
+    assert all(s["face_change"] > cfg.face_change_threshold for s in fake)
+
+
+def test_real_video_without_a_face_is_skipped_with_its_reason(dfdc_sample, tmp_path):
+    """The wall beside the person of a real DFDC video: no face, so no clip (never an empty crop)."""
+    with av.open(str(dfdc_sample / "dfdc_train_part_0/abofeumbvv.mp4")) as container:
+        frames = [f.to_ndarray(format="rgb24")[:360, :480] for _, f in zip(range(30), container.decode(video=0))]
+    with pytest.raises(VideoError, match=r"no face found \(\d+ detections in 3 detection frames, none stable\)"):
+        extract_clips(write_video(tmp_path / "wall.mp4", frames), ShardsConfig(), num_clips=1)
 
 
 # ----------------------------------------------------------------------------------------------- layouts

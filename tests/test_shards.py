@@ -20,6 +20,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+import torch
 import webdataset as wds
 
 from conftest import CORPUS_DATASETS, REPO
@@ -27,6 +28,7 @@ from interceptor.config import ConfigError, load_config, to_dict
 from interceptor.schema import DetectorConfig, ShardsConfig
 from interceptor.shards import extract_clips
 from interceptor.shards.build import BuildError, build_shards
+from interceptor.shards.faces import BACKENDS, check_detector, stretch_levels
 from interceptor.shards.inspection import inspect_shards
 from interceptor.shards.layouts import LayoutError, clips_for_split, read_layout
 from interceptor.shards.samples import SAMPLE_FIELDS
@@ -397,6 +399,42 @@ def test_detector_settings_are_checked_before_building(tmp_path, corpus):
     assert not list(tmp_path.iterdir())
 
 
+def test_mtcnn_weights_errors_name_the_key_and_the_file(tmp_path):
+    """The mtcnn backend's weights: a missing file, a file that is not the wheel, a folder lacking a net, and a
+    pickle holding anything but tensors (weights_only) are each an error naming the key and the file."""
+    def fails(weights: Path, message: str) -> None:
+        with pytest.raises(ConfigError, match=r"shards\.detector\.weights: " + message):
+            check_detector(DetectorConfig(backend="mtcnn", weights=str(weights)))
+
+    fails(tmp_path / "none.whl", f"{re.escape(str(tmp_path / 'none.whl'))}: no such file.*backend=haar")
+    (tmp_path / "bad.whl").write_bytes(b"not a zip")
+    fails(tmp_path / "bad.whl", f"{re.escape(str(tmp_path / 'bad.whl'))}: not the facenet-pytorch wheel")
+    nets = tmp_path / "nets"
+    nets.mkdir()
+    for net in ("pnet", "rnet"):
+        torch.save({"conv1.weight": torch.zeros(1)}, nets / f"{net}.pt")
+    fails(nets, re.escape(str(nets / "onet.pt")) + ": no such file")
+    torch.save({"conv1.weight": torch.zeros(1), "note": Path("code")}, nets / "onet.pt")  # not a plain state dict
+    fails(nets, f"{re.escape(str(nets))}: the MTCNN weights do not load as plain state dicts")
+
+
+def test_mtcnn_finds_no_face_in_a_blank_picture_and_loses_a_box_that_left_it():
+    backend = BACKENDS["mtcnn"](DetectorConfig())
+    blank = np.full((360, 640, 3), 90, np.uint8)
+    assert backend.detect(blank, 18, 640) == []
+    for box in [(600, 300, 700, 420), (700, 400, 760, 470), (-50, -50, 20, 30)]:  # across the border, outside
+        assert backend.follow(blank, box) == []
+
+
+def test_stretch_levels_spans_a_dim_image_over_the_full_range():
+    dim = np.random.default_rng(0).integers(10, 60, (90, 160, 3)).astype(np.uint8)
+    stretched = stretch_levels(dim)
+    assert stretched.dtype == np.uint8 and stretched.shape == dim.shape
+    assert np.percentile(stretched, 1) <= 5 and np.percentile(stretched, 99) >= 250
+    by_level = stretched.ravel()[np.argsort(dim.ravel())].astype(int)
+    assert np.all(np.diff(by_level) >= 0), "a brighter pixel stays at least as bright"
+
+
 def test_config_values_out_of_range_name_the_key():
     with pytest.raises(ConfigError, match=r"shards\.jpeg_quality: must be between 95 and 100"):
         check_config(ShardsConfig(jpeg_quality=80))
@@ -503,7 +541,7 @@ def test_real_dfdc_sample_gives_faces_and_audio_and_reports_missing(tmp_path, df
     samples = metas(tmp_path / "out")
     assert {Path(m["source"]).stem for m in samples} == {"abofeumbvv", "abqwwspghj"}
     for meta in samples:
-        assert meta["label"] == 1 and meta["frame_size"] == [1920, 1080] and meta["detector"] == "haar"
+        assert meta["label"] == 1 and meta["frame_size"] == [1920, 1080] and meta["detector"] == "mtcnn"
         assert meta["has_audio"] and meta["audio_rate"] == 16000
         for x0, y0, x1, y1 in meta["boxes"]:  # a face-sized box inside the frame
             assert 0 <= x0 < x1 <= 1920 and 0 <= y0 < y1 <= 1080 and 80 < x1 - x0 < 500

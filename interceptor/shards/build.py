@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
+import torch
 from tqdm import tqdm
 
 from interceptor.config import ConfigError
@@ -288,8 +289,10 @@ def process_video(job: VideoJob) -> dict:
     return {"path": entry.path, "status": record["status"], "reason": record.get("reason")}
 
 
-def _init_worker() -> None:
-    cv2.setNumThreads(1)  # one video per process: no nested thread pools
+def init_worker() -> None:
+    """One video per process: no nested thread pools (OpenCV's, and torch's for the mtcnn detector)."""
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
 
 
 def _run_jobs(phases: list[list[VideoJob]], workers: int, progress: tqdm) -> None:
@@ -310,7 +313,7 @@ def _run_jobs(phases: list[list[VideoJob]], workers: int, progress: tqdm) -> Non
                 done(process_video(job))
         return
     # A worker killed by the system (out of memory) breaks the pool with an error instead of hanging the build.
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=init_worker) as pool:
         for jobs in phases:
             for future in as_completed([pool.submit(process_video, job) for job in jobs]):
                 done(future.result())

@@ -12,9 +12,10 @@
         clip.audio   # (samples,) int16 mono at shards.audio_rate, or None when the video has no audio
 
 One streaming pass decodes the video: every ``detector.every``-th frame goes to the face detector, the frames of
-the planned clips are kept (so memory is bounded by clips x frames, not by the video's length), and audio is
-kept only inside the clips' time windows. A second pass happens only when fewer frames decode than the file
-announced (truncated or corrupt data): the clips are then planned over the frames that do decode.
+the planned clips are kept as decoded (so memory is bounded by clips x frames, not by the video's length; only
+the crop windows are converted to RGB), and audio is kept only inside the clips' time windows. A second pass
+happens only when fewer frames decode than the file announced (truncated or corrupt data): the clips are then
+planned over the frames that do decode.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import numpy as np
 from interceptor.schema import ShardsConfig
 from interceptor.shards.faces import Detection, FaceDetector, make_detector
 from interceptor.shards.track import FaceTrack, build_tracks
-from interceptor.shards.video import AudioChunk, MediaReader, VideoError, VideoInfo, audio_window, plan_clips
+from interceptor.shards.video import (AudioChunk, MediaReader, UprightFrame, VideoError, VideoInfo, audio_window,
+                                     plan_clips)
 
 
 @dataclass
@@ -68,7 +70,7 @@ class _Pass:
 
     count: int = 0  # frames decoded
     end: int = 0  # one past the last frame index seen
-    frames: dict[int, np.ndarray] = field(default_factory=dict)
+    frames: dict[int, UprightFrame] = field(default_factory=dict)
     detections: dict[int, list[Detection]] = field(default_factory=dict)
     audio: list[np.ndarray] | None = None
     audio_found: bool = False
@@ -97,7 +99,7 @@ def _decode(reader: MediaReader, cfg: ShardsConfig, plan: list[list[int]], detec
         if detector is not None and index % every == 0:
             result.detections[index] = detector(frame, index)
         if index in clip_frames:
-            result.frames[index] = frame.image("rgb24")
+            result.frames[index] = frame  # the decoded picture; only the crop windows are converted to RGB
         result.count += 1
         result.end = max(result.end, index + 1)
     result.error, result.audio_error = reader.error, reader.audio_error
@@ -121,18 +123,17 @@ def square_crop_box(box: np.ndarray, margin: float) -> tuple[int, int, int, int]
     return left, top, left + side, top + side
 
 
-def crop_square(image: np.ndarray, window: tuple[int, int, int, int], size: int) -> np.ndarray:
-    """Cut ``window`` out of ``image`` (black outside the frame) and resize it to ``size`` x ``size``.
+def crop_square(frame: UprightFrame, window: tuple[int, int, int, int], size: int) -> np.ndarray:
+    """Cut ``window`` out of ``frame`` as RGB (black outside the frame) and resize it to ``size`` x ``size``.
 
     Shrinking uses area averaging (no aliasing), enlarging bicubic interpolation.
     """
     left, top, right, bottom = window
     side = right - left
-    height, width = image.shape[:2]
-    patch = np.zeros((side, side, image.shape[2]), image.dtype)
-    sx0, sy0, sx1, sy1 = max(0, left), max(0, top), min(width, right), min(height, bottom)
+    patch = np.zeros((side, side, 3), np.uint8)
+    sx0, sy0, sx1, sy1 = max(0, left), max(0, top), min(frame.width, right), min(frame.height, bottom)
     if sx0 < sx1 and sy0 < sy1:
-        patch[sy0 - top:sy1 - top, sx0 - left:sx1 - left] = image[sy0:sy1, sx0:sx1]
+        patch[sy0 - top:sy1 - top, sx0 - left:sx1 - left] = frame.region(sx0, sy0, sx1, sy1)
     if side == size:
         return patch
     interpolation = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
