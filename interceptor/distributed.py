@@ -56,6 +56,16 @@ def init_distributed() -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device)
 
 
+def shutdown_distributed() -> None:
+    """Leave the process group before the interpreter exits (after a run that returned, on every rank).
+
+    Without it gloo's worker threads outlive the interpreter and the process can abort at exit with "terminate
+    called without an active exception" (pytorch#190489), turning a finished run into a failed one.
+    """
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def all_gather_objects(obj: Any) -> list[Any]:
     """Every rank's ``obj``, in rank order (a list of one without a process group)."""
     if not dist.is_initialized() or dist.get_world_size() == 1:

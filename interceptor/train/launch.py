@@ -34,6 +34,7 @@ from interceptor.models.registry import SPECIALISTS, check_specialists
 from interceptor.utils import atomic_write_json, setup_logging
 
 if TYPE_CHECKING:
+    from interceptor.distributed import shutdown_distributed
     from interceptor.train.trainer import PreemptionFlag
 
 log = logging.getLogger("interceptor.train")
@@ -108,12 +109,15 @@ def train_specialist(args: argparse.Namespace, specialist: str) -> int:
     check_engine_config(cfg)
     record_plan(cfg, [run for run, _ in plan], root, write=int(os.environ.get("RANK", "0")) == 0)
 
+    from interceptor.distributed import shutdown_distributed
     from interceptor.train.trainer import PreemptionFlag
 
     # From here on a stop signal is remembered, not fatal (start-up and loading can take minutes): the next step
     # boundary checkpoints, or the next run does not start.
     with PreemptionFlag() as preemption:
-        return train_runs(args, specialist, runs, plan, preemption)
+        code = train_runs(args, specialist, runs, plan, preemption)
+    shutdown_distributed()
+    return code
 
 
 def train_runs(args: argparse.Namespace, specialist: str, runs: list, plan: list, preemption: PreemptionFlag) -> int:
