@@ -34,7 +34,6 @@ from interceptor.models.registry import SPECIALISTS, check_specialists
 from interceptor.utils import atomic_write_json, setup_logging
 
 if TYPE_CHECKING:
-    from interceptor.distributed import shutdown_distributed
     from interceptor.train.trainer import PreemptionFlag
 
 log = logging.getLogger("interceptor.train")
